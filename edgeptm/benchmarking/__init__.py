@@ -1,0 +1,164 @@
+"""Benchmark harness: several artifacts side by side, each in its own process, interleaved.
+
+What is timed is stated in every report: by default model compute only (the backend's ``run`` on
+pre-tokenized arrays padded to ``seq_len``); with ``end_to_end`` tokenization and softmax too.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import multiprocessing as mp
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from edgeptm.artifacts import open_artifact
+from edgeptm.benchmarking.stats import summarize
+from edgeptm.errors import BenchError, UsageError
+from edgeptm.profiles import Profile, load_profile, pick
+
+log = logging.getLogger(__name__)
+
+REPORT_SCHEMA_VERSION = 1
+TIMED_COMPUTE = (
+    "model compute only: backend run on pre-tokenized int64 arrays padded to seq_len (no tokenization, no softmax)"
+)
+TIMED_E2E = "end to end: tokenization (padded to seq_len) + backend run + softmax"
+PAUSE_S = 0.05  # between rounds, so a worker's spinning threads go idle before the next one starts
+
+
+@dataclass
+class BenchOptions:
+    batch_size: int | None = None
+    seq_len: int | None = None
+    threads: int | None = None
+    iterations: int | None = None
+    warmup: int | None = None
+    rounds: int = 10
+    end_to_end: bool = False
+    backend: str | None = None
+    profile: str | Profile | None = None
+
+    def resolved(self) -> dict[str, Any]:
+        profile = (
+            self.profile if isinstance(self.profile, Profile) or self.profile is None else load_profile(self.profile)
+        )
+        b = profile.bench if profile else None
+        settings = {
+            "batch_size": pick(self.batch_size, b and b.batch_size, 1),
+            "seq_len": pick(self.seq_len, b and b.seq_len, 128),
+            "threads": pick(self.threads, profile and profile.runtime.threads, None),
+            "iterations": pick(self.iterations, b and b.iterations, 100),
+            "warmup": pick(self.warmup, b and b.warmup, 10),
+            "rounds": self.rounds,
+            "end_to_end": self.end_to_end,
+            "profile": profile.record() if profile else None,
+        }
+        for key in ("batch_size", "seq_len", "iterations", "rounds"):
+            if settings[key] < 1:
+                raise UsageError(f"--{key.replace('_', '-')} must be >= 1, got {settings[key]}")
+        if settings["warmup"] < 0 or (settings["threads"] is not None and settings["threads"] < 1):
+            raise UsageError("--warmup must be >= 0 and --threads >= 1")
+        return settings
+
+
+def bench(paths: list[str | Path], options: BenchOptions | None = None) -> dict[str, Any]:
+    """Time artifacts side by side; returns a report (see ``REPORT_SCHEMA_VERSION``)."""
+    from edgeptm.environment import describe
+
+    options = options or BenchOptions()
+    settings = options.resolved()
+    if not paths:
+        raise UsageError("bench needs at least one artifact")
+    artifacts = [open_artifact(p) for p in paths]  # verify everything before spending time
+    context = mp.get_context("spawn")
+    workers = []
+    try:
+        for artifact in artifacts:
+            workers.append(_start(context, artifact, options.backend, settings))
+        rounds = min(settings["rounds"], settings["iterations"])
+        per_round = math.ceil(settings["iterations"] / rounds)
+        times: list[list[float]] = [[] for _ in workers]
+        for r in range(rounds):
+            # Rotate the starting worker each round: no variant always runs first after the pause.
+            for k in range(len(workers)):
+                i = (r + k) % len(workers)
+                times[i].extend(_ask(workers[i], ("run", per_round)))
+                time.sleep(PAUSE_S)
+    finally:
+        for worker in workers:
+            _stop(worker)
+    results = []
+    for artifact, worker, latencies in zip(artifacts, workers, times):
+        manifest = artifact.manifest
+        results.append(
+            {
+                "artifact": str(artifact.path),
+                "kind": artifact.kind,
+                "backend": worker["info"]["backend"],
+                "precision": manifest.get("precision"),
+                "batch_size": settings["batch_size"],
+                "seq_len": settings["seq_len"],
+                "threads": settings["threads"],
+                **summarize(latencies, settings["batch_size"]),
+                "load_s": worker["info"]["load_s"],
+                "first_inference_ms": worker["info"]["first_inference_ms"],
+                "size_mb": artifact.size_bytes(["model", "weights"]) / 1e6,
+                "accuracy": manifest.get("metrics", {}).get("accuracy"),
+            }
+        )
+    return {
+        "schema_version": REPORT_SCHEMA_VERSION,
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "timed": TIMED_E2E if settings["end_to_end"] else TIMED_COMPUTE,
+        "method": f"each artifact in its own process; {rounds} interleaved rounds of {per_round} runs after "
+        f"{settings['warmup']} warm-up runs; latencies from time.perf_counter_ns",
+        "settings": settings,
+        "environment": describe(),
+        "results": results,
+    }
+
+
+def _start(context: Any, artifact: Any, backend: str | None, settings: dict[str, Any]) -> dict[str, Any]:
+    from edgeptm.benchmarking.worker import serve
+
+    parent, child = context.Pipe()
+    config = {"path": str(artifact.path), "backend": backend, **settings}
+    process = context.Process(target=serve, args=(child, config), daemon=True)
+    process.start()
+    child.close()
+    worker = {"process": process, "conn": parent, "path": artifact.path}
+    worker["info"] = _ask(worker, None, expect="ready")
+    return worker
+
+
+def _ask(worker: dict[str, Any], message: Any, expect: str = "times") -> Any:
+    try:
+        if message is not None:
+            worker["conn"].send(message)
+        kind, payload = worker["conn"].recv()
+    except (EOFError, OSError):
+        raise BenchError(f"{worker['path']}: benchmark worker died (exit code {worker['process'].exitcode})") from None
+    if kind == "error":
+        raise BenchError(f"{worker['path']}: {payload}")
+    assert kind == expect, (kind, expect)
+    return payload
+
+
+def _stop(worker: dict[str, Any]) -> None:
+    try:
+        worker["conn"].send(("stop", 0))
+    except (OSError, BrokenPipeError):
+        pass
+    worker["process"].join(timeout=10)
+    if worker["process"].is_alive():
+        worker["process"].kill()
+
+
+def speedups(results: list[dict[str, Any]]) -> list[float]:
+    """p50 of the baseline (the first PyTorch result, else the first) over each result's p50."""
+    base = next((r for r in results if r["backend"].startswith("torch")), results[0])
+    return [base["p50_ms"] / r["p50_ms"] for r in results]

@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from edgeptm.cli.common import profile_option, table, threads_option
+
+
+def format_report(report: dict) -> str:
+    from edgeptm.benchmarking import speedups
+
+    results = report["results"]
+    rows = []
+    for r, s in zip(results, speedups(results)):
+        rows.append(
+            [
+                r["artifact"],
+                r["backend"],
+                r["precision"],
+                r["size_mb"],
+                r["accuracy"],
+                r["p50_ms"],
+                r["p90_ms"],
+                r["p99_ms"],
+                f"{r['mean_ms']:.2f}±{r['std_ms']:.2f}",
+                r["throughput_per_s"],
+                f"{s:.2f}x",
+            ]
+        )
+    s = report["settings"]
+    head = (
+        f"batch {s['batch_size']}, seq {s['seq_len']}, threads {s['threads'] or 'runtime default'}; "
+        f"timed: {report['timed']}\nmethod: {report['method']}"
+    )
+    return (
+        head
+        + "\n"
+        + table(
+            [
+                "artifact",
+                "backend",
+                "precision",
+                "size MB",
+                "accuracy",
+                "p50 ms",
+                "p90 ms",
+                "p99 ms",
+                "mean±std ms",
+                "samples/s",
+                "speedup",
+            ],
+            rows,
+        )
+    )
+
+
+@click.command(name="bench")
+@click.argument("artifacts", nargs=-1, required=True, type=click.Path())
+@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="[default: profile's, else 1]")
+@click.option("--seq-len", type=click.IntRange(min=1), default=None, help="[default: profile's, else 128]")
+@click.option("--iterations", type=click.IntRange(min=1), default=None, help="Timed runs per artifact [default: 100].")
+@click.option("--warmup", type=click.IntRange(min=0), default=None, help="Untimed runs first [default: 10].")
+@click.option("--rounds", type=click.IntRange(min=1), default=10, show_default=True, help="Interleaved rounds.")
+@click.option("--end-to-end", is_flag=True, help="Time tokenization + run + softmax instead of model compute only.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="Write the report as JSON.")
+@threads_option
+@profile_option
+def command(artifacts: tuple[str, ...], json_path: str | None, **kwargs) -> None:
+    """Time ARTIFACTS side by side: PyTorch eager for checkpoints, ONNX Runtime for ONNX."""
+    from edgeptm.benchmarking import BenchOptions, bench
+
+    report = bench(list(artifacts), BenchOptions(**kwargs))
+    click.echo(format_report(report))
+    if json_path:
+        Path(json_path).write_text(json.dumps(report, indent=2) + "\n")
+        click.echo(f"report: {json_path}")

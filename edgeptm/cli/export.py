@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+import click
+
+from edgeptm.cli.common import force_option, options, out_option, profile_option
+
+
+@click.command(name="export")
+@click.argument("checkpoint", type=click.Path())
+@click.option("--opset", type=click.IntRange(7, 23), default=None, help="ONNX opset [default: profile's, else 17].")
+@click.option(
+    "--optimize/--no-optimize",
+    default=None,
+    help="ONNX Runtime transformer fusions [default: on]; off keeps a plain graph for other runtimes.",
+)
+@click.option("--atol", type=float, default=None, help="Max |logit difference| vs PyTorch [default: the model's].")
+@options(profile_option, out_option, force_option)
+def command(checkpoint: str, out: str, force: bool, **kwargs) -> None:
+    """Export CHECKPOINT to ONNX (dynamic batch and sequence), validated against PyTorch."""
+    from edgeptm.exporter import ExportOptions, export
+
+    artifact = export(checkpoint, out, ExportOptions(**kwargs), force=force)
+    v, m, e = artifact.manifest["validation"], artifact.metrics, artifact.manifest["export"]
+    fused = e["optimization"].get("fused_operators") or {}
+    click.echo(
+        f"onnx: {artifact.path} (opset {e['opset']}; fused: "
+        f"{', '.join(f'{k} x{n}' for k, n in fused.items()) or 'none'})"
+    )
+    click.echo(
+        f"vs PyTorch: max |logit diff| {v['max_abs_diff']:.2e} (tolerance {v['atol']:g}), label agreement "
+        f"{v['label_agreement']:.3f} on {v['samples']} samples; val accuracy {m['accuracy']:.4f}"
+    )

@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+import click
+
+from edgeptm.cli.common import force_option, options, out_option, profile_option
+
+
+@click.command(name="quantize")
+@click.argument("onnx_artifact", type=click.Path())
+@click.option(
+    "--mode",
+    type=click.Choice(["dynamic-int8"]),
+    default=None,
+    help="Quantization mode [default: profile's, else dynamic-int8].",
+)
+@click.option(
+    "--val",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Labelled data to measure accuracy on [default: the split the artifact carries].",
+)
+@click.option("--text-column", default="text", show_default=True)
+@click.option("--label-column", default="label", show_default=True)
+@click.option(
+    "--max-accuracy-drop",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Fail, writing nothing, if accuracy falls by more than this many points (1.0 = 1%).",
+)
+@click.option(
+    "--per-channel/--per-tensor", default=None, help="Weight scales per output channel [default: per tensor]."
+)
+@options(profile_option, out_option, force_option)
+def command(onnx_artifact: str, out: str, force: bool, **kwargs) -> None:
+    """Quantize ONNX_ARTIFACT; records accuracy and its delta from the parent."""
+    from edgeptm.quantization import QuantizeOptions, quantize
+
+    artifact = quantize(onnx_artifact, out, QuantizeOptions(**kwargs), force=force)
+    m = artifact.metrics
+    click.echo(f"{artifact.manifest['quantization']['mode']}: {artifact.path}")
+    click.echo(
+        f"val accuracy {m['accuracy']:.4f} (parent {m['parent_accuracy']:.4f}, "
+        f"{m['accuracy_delta_points']:+.2f} points) on {m['val_samples']} samples"
+    )

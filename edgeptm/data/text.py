@@ -1,0 +1,122 @@
+"""Labelled text in CSV or JSONL: read, validate, split.
+
+Labels are kept as strings (a JSONL label of ``1`` and a CSV label of ``"1"`` are the same class),
+and the label set of a model is the sorted set of its training labels.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import random
+
+from edgeptm.errors import DataError
+
+
+@dataclass
+class TextDataset:
+    texts: list[str]
+    labels: list[str]
+    source: str = ""
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def __post_init__(self) -> None:
+        if len(self.texts) != len(self.labels):
+            raise DataError(f"{self.source}: {len(self.texts)} texts but {len(self.labels)} labels")
+
+    def label_set(self) -> list[str]:
+        return sorted(set(self.labels))
+
+    def subset(self, indices: Iterable[int]) -> "TextDataset":
+        idx = list(indices)
+        return TextDataset([self.texts[i] for i in idx], [self.labels[i] for i in idx], self.source)
+
+    def check_labels(self, known: list[str]) -> None:
+        unknown = sorted(set(self.labels) - set(known))
+        if unknown:
+            raise DataError(
+                f"{self.source}: label '{unknown[0]}' never appears in the training data "
+                f"(training labels: {', '.join(known)})"
+            )
+
+    def to_jsonl(self, path: Path, text_column: str = "text", label_column: str = "label") -> None:
+        with open(path, "w", encoding="utf-8") as fh:
+            for text, label in zip(self.texts, self.labels):
+                fh.write(json.dumps({text_column: text, label_column: label}, ensure_ascii=False) + "\n")
+
+
+def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".json", ".ndjson"):
+        with open(path, encoding="utf-8") as fh:
+            for number, line in enumerate(fh, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise DataError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
+                if not isinstance(row, dict):
+                    raise DataError(f"{path}:{number}: each JSONL line must be an object")
+                yield number, row
+    elif suffix in (".csv", ".tsv"):
+        with open(path, encoding="utf-8-sig", newline="") as fh:
+            reader = csv.DictReader(fh, delimiter="\t" if suffix == ".tsv" else ",")
+            if reader.fieldnames is None:
+                raise DataError(f"{path}: empty file (no header row)")
+            for number, row in enumerate(reader, start=2):
+                yield number, row
+    else:
+        raise DataError(f"{path}: unsupported file type '{suffix or '(none)'}' (use .csv, .tsv or .jsonl)")
+
+
+def read_text_table(path: str | Path, text_column: str = "text", label_column: str = "label") -> TextDataset:
+    """Read labelled text; every row needs a non-empty text and label."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    texts: list[str] = []
+    labels: list[str] = []
+    try:
+        for number, row in _rows(path):
+            for column in (text_column, label_column):
+                if column not in row:
+                    columns = ", ".join(str(c) for c in row) or "none"
+                    raise DataError(f"{path}:{number}: no column '{column}' (columns: {columns})")
+            text, label = row[text_column], row[label_column]
+            if text is None or not str(text).strip():
+                raise DataError(f"{path}:{number}: empty text in column '{text_column}'")
+            if label is None or str(label).strip() == "":
+                raise DataError(f"{path}:{number}: empty label in column '{label_column}'")
+            texts.append(str(text))
+            labels.append(str(label).strip())
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not UTF-8 text") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror})") from None
+    except csv.Error as exc:
+        raise DataError(f"{path}: malformed CSV ({exc})") from None
+    if not texts:
+        raise DataError(f"{path}: no rows")
+    return TextDataset(texts, labels, str(path))
+
+
+def seeded_split(data: TextDataset, fraction: float, seed: int) -> tuple[TextDataset, TextDataset]:
+    """Hold out ``fraction`` of the rows (at least one), chosen by a seeded shuffle."""
+    if len(data) < 2:
+        raise DataError(f"{data.source}: {len(data)} row(s) cannot be split into training and validation")
+    order = list(range(len(data)))
+    random.Random(seed).shuffle(order)
+    n_val = min(len(data) - 1, max(1, round(len(data) * fraction)))
+    return data.subset(sorted(order[n_val:])), data.subset(sorted(order[:n_val]))
+
+
+def artifact_val_data(artifact) -> TextDataset:
+    """The validation split an artifact carries: written by finetune, passed on by every stage."""
+    return read_text_table(artifact.file("val_data"), "text", "label")

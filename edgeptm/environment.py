@@ -1,0 +1,71 @@
+"""The machine and software a result was produced on: recorded in every manifest and report."""
+
+from __future__ import annotations
+
+import os
+import platform
+from functools import lru_cache
+from importlib import metadata
+from typing import Any
+
+# The CPU flags that decide which kernels a runtime can use (VNNI: INT8 dot products).
+_INTERESTING_FLAGS = (
+    "avx",
+    "avx2",
+    "fma",
+    "avx512f",
+    "avx512bw",
+    "avx512vl",
+    "avx512_vnni",
+    "avx512_bf16",
+    "avx_vnni",
+    "amx_tile",
+    "amx_int8",
+    "amx_bf16",
+    "asimd",
+    "asimddp",
+    "sve",
+    "i8mm",
+    "bf16",
+)
+_PACKAGES = ("edgeptm", "torch", "transformers", "tokenizers", "onnx", "onnxruntime", "onnxruntime-gpu", "numpy")
+
+
+def _cpuinfo() -> tuple[str, list[str]]:
+    model, flags = platform.processor() or "unknown", []
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key in ("model name", "Model", "Hardware") and model in ("unknown", "", platform.machine()):
+                    model = value.strip()
+                elif key in ("flags", "Features") and not flags:
+                    flags = value.split()
+    except OSError:
+        pass
+    return model, [f for f in _INTERESTING_FLAGS if f in flags]
+
+
+def package_versions() -> dict[str, str]:
+    versions = {}
+    for name in _PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+@lru_cache(maxsize=1)
+def describe() -> dict[str, Any]:
+    model, flags = _cpuinfo()
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu": model,
+        "cpu_flags": flags,
+        "cpu_count": os.cpu_count(),
+        "packages": package_versions(),
+    }

@@ -1,0 +1,234 @@
+"""torch -> ONNX, then optimise for ONNX Runtime, then always validate against PyTorch.
+
+The legacy TorchScript exporter (``dynamo=False``) with eager attention is used on purpose: ONNX
+Runtime's transformer optimizer recognises its attention subgraph and fuses it (Attention,
+SkipLayerNormalization, BiasGelu, ...), which the dynamo exporter's graphs do not get. Every
+exported graph is checked with the ONNX checker, compared with PyTorch on real validation samples
+(max |logit difference| and label agreement go into the manifest), and scored on the whole
+validation split, so the artifact carries its own accuracy.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeptm.artifacts import Artifact, ArtifactWriter, check_out_dir, open_artifact
+from edgeptm.data.text import artifact_val_data
+from edgeptm.errors import ExportError, UsageError
+from edgeptm.profiles import Profile, load_profile, pick
+
+log = logging.getLogger(__name__)
+
+DEFAULT_OPSET = 17
+VALIDATION_SAMPLES = 64
+
+
+@dataclass
+class ExportOptions:
+    opset: int | None = None
+    optimize: bool | None = None
+    atol: float | None = None  # default: the model's own tolerance, recorded at fine-tuning
+    profile: str | Profile | None = None
+    validation_samples: int = VALIDATION_SAMPLES
+
+
+def _profile(value: str | Profile | None) -> Profile | None:
+    if value is None or isinstance(value, Profile):
+        return value
+    return load_profile(value)
+
+
+def _torch_export(model: Any, example: list[Any], names: list[str], path: Path, opset: int) -> None:
+    import torch
+
+    axes = {name: {0: "batch", 1: "sequence"} for name in names}
+    axes["logits"] = {0: "batch"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # TracerWarnings about python control flow in HF code
+        torch.onnx.export(
+            model,
+            tuple(example),
+            str(path),
+            input_names=names,
+            output_names=["logits"],
+            dynamic_axes=axes,
+            opset_version=opset,
+            do_constant_folding=True,
+            dynamo=False,
+        )
+
+
+def _ort_optimize(path: Path, out: Path, model_info: dict[str, Any]) -> dict[str, Any]:
+    """ONNX Runtime's transformer fusions; returns what was fused (empty when the family is unknown)."""
+    from onnxruntime.transformers.fusion_options import FusionOptions
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    from edgeptm.models.text import family_of
+
+    family = family_of(model_info["encoder_type"])
+    if family.ort_model_type is None:
+        return {"applied": False, "reason": f"no ONNX Runtime fusion recipe for '{model_info['encoder_type']}'"}
+    options = FusionOptions(family.ort_model_type)
+    optimized = optimize_model(
+        str(path),
+        model_type=family.ort_model_type,
+        num_heads=model_info["num_attention_heads"],
+        hidden_size=model_info["hidden_size"],
+        optimization_options=options,
+        opt_level=0,
+    )
+    fused = {k: v for k, v in optimized.get_fused_operator_statistics().items() if v}
+    optimized.save_model_to_file(str(out), use_external_data_format=False)
+    return {
+        "applied": True,
+        "tool": "onnxruntime.transformers.optimizer",
+        "model_type": family.ort_model_type,
+        "fused_operators": fused,
+    }
+
+
+def compare_with_torch(
+    model: Any, session: Any, tokenizer: Any, names: list[str], texts: list[str], max_length: int, batch_size: int = 16
+) -> dict[str, float]:
+    """Max |logit difference| and argmax agreement between PyTorch and an ONNX Runtime session."""
+    import torch
+
+    worst, agree = 0.0, 0
+    for start in range(0, len(texts), batch_size):
+        enc = tokenizer(
+            texts[start : start + batch_size],
+            padding="longest",
+            truncation=True,
+            max_length=max_length,
+            return_tensors="np",
+        )
+        feed = {n: enc[n].astype(np.int64) for n in names}
+        with torch.inference_mode():
+            expected = model(*[torch.from_numpy(feed[n]) for n in names]).numpy()
+        got = session.run(["logits"], feed)[0]
+        worst = max(worst, float(np.abs(expected - got).max()))
+        agree += int((expected.argmax(-1) == got.argmax(-1)).sum())
+    return {"max_abs_diff": worst, "label_agreement": agree / len(texts), "samples": len(texts)}
+
+
+def export(
+    source: str | Path | Artifact, out: str | Path, options: ExportOptions | None = None, force: bool = False
+) -> Artifact:
+    """Export a checkpoint artifact to an ONNX artifact, validated against PyTorch."""
+    import onnx
+    import onnxruntime as ort
+    import torch
+    from transformers import AutoTokenizer
+
+    from edgeptm.metrics import evaluate_predictor
+    from edgeptm.models.classifier import load_classifier
+    from edgeptm.runtime.ort_backend import OrtBackend, session_options
+    from edgeptm.runtime.predictor import TextPredictor
+
+    options = options or ExportOptions()
+    out = Path(out)
+    check_out_dir(out, force)
+    artifact = source if isinstance(source, Artifact) else open_artifact(source)
+    if artifact.kind != "checkpoint":
+        raise UsageError(f"{artifact.path}: export takes a checkpoint artifact, this one is '{artifact.kind}'")
+    profile = _profile(options.profile)
+    opset = pick(options.opset, profile and profile.export.opset, DEFAULT_OPSET)
+    optimize = pick(options.optimize, profile and profile.export.optimize, True)
+    model_info = artifact.manifest["model"]
+    atol = pick(options.atol, model_info.get("export_atol"), 1e-3)
+
+    # Eager attention: the graph shape ONNX Runtime's attention fusion recognises.
+    model = load_classifier(artifact.path, artifact.manifest, attn_implementation="eager")
+    tokenizer = AutoTokenizer.from_pretrained(artifact.path / artifact.preprocessing["tokenizer"])
+    names = [i["name"] for i in artifact.manifest["io"]["inputs"]]
+    max_length = int(artifact.preprocessing["max_length"])
+    val = artifact_val_data(artifact)
+    texts, labels = val.texts, val.labels
+    # Batch 2 of different lengths: a batch-1 example invites shape specialisation.
+    example_enc = tokenizer(
+        texts[:2] if len(texts) >= 2 else texts * 2,
+        padding="longest",
+        truncation=True,
+        max_length=max_length,
+        return_tensors="pt",
+    )
+    example = [example_enc[n] for n in names]
+
+    with ArtifactWriter(out, force=force) as writer:
+        started = time.perf_counter()
+        raw = writer.dir / "raw.onnx"
+        try:
+            _torch_export(model, example, names, raw, opset)
+            onnx.checker.check_model(str(raw))
+        except Exception as exc:  # exporter errors come from deep inside torch
+            raise ExportError(
+                f"{artifact.path}: ONNX export failed at opset {opset}: {str(exc).splitlines()[0]}"
+            ) from None
+        model_path = writer.add("model", "model.onnx")
+        optimization: dict[str, Any] = {"applied": False, "reason": "disabled (--no-optimize or profile)"}
+        if optimize:
+            optimization = _ort_optimize(raw, model_path, model_info)
+        if not model_path.exists():
+            raw.rename(model_path)
+        else:
+            raw.unlink()
+        onnx.checker.check_model(str(model_path))
+        export_seconds = time.perf_counter() - started
+
+        session = ort.InferenceSession(
+            str(model_path), sess_options=session_options(None), providers=["CPUExecutionProvider"]
+        )
+        check = compare_with_torch(model, session, tokenizer, names, texts[: options.validation_samples], max_length)
+        del session
+        if check["max_abs_diff"] > atol:
+            raise ExportError(
+                f"output 'logits': max abs difference {check['max_abs_diff']:.3g} vs PyTorch exceeds the tolerance "
+                f"{atol:g} (on {check['samples']} validation samples, opset {opset})"
+            )
+        writer.carry(artifact)
+        graph = onnx.load(str(model_path), load_external_data=False)
+        manifest = {
+            "task": artifact.task,
+            "labels": artifact.labels,
+            "model": model_info,
+            "io": artifact.manifest["io"],
+            "preprocessing": artifact.preprocessing,
+            "precision": "fp32",
+            "parents": [artifact.as_parent()],
+            "export": {
+                "exporter": f"torch.onnx (TorchScript, dynamo=False) torch {torch.__version__}",
+                "opset": opset,
+                "dynamic_axes": {n: ["batch", "sequence"] for n in names},
+                "attention": "eager",
+                "optimization": optimization,
+                "graph_nodes": len(graph.graph.node),
+                "export_seconds": round(export_seconds, 1),
+            },
+            "profile": profile.record() if profile else None,
+            "validation": {**check, "atol": atol, "against": "torch-eager fp32 (parent checkpoint)"},
+        }
+        predictor = TextPredictor(writer.preview("onnx", manifest), OrtBackend(writer.preview("onnx", manifest)))
+        metrics = evaluate_predictor(predictor, texts, labels)
+        predictor.close()
+        manifest["metrics"] = {
+            "accuracy": metrics["accuracy"],
+            "macro_f1": metrics["macro_f1"],
+            "val_samples": metrics["samples"],
+            "parent_accuracy": artifact.metrics.get("accuracy"),
+            "measured_with": "onnxruntime-cpu",
+        }
+        log.info(
+            "exported %s: max |diff| %.2g, agreement %.3f, accuracy %.4f",
+            out,
+            check["max_abs_diff"],
+            check["label_agreement"],
+            metrics["accuracy"],
+        )
+        return writer.finish("onnx", manifest)

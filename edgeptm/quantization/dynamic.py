@@ -1,0 +1,54 @@
+"""INT8 dynamic quantization with ONNX Runtime: INT8 weights, activations quantized per call.
+
+Pays for transformer MatMuls on CPUs with INT8 dot products (AVX-512 VNNI, AVX-VNNI, ARM dotprod);
+it makes convolutional networks slower (use static QDQ there).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from edgeptm.models.text import EncoderFamily
+
+
+def quantize_dynamic_int8(
+    source: Path, target: Path, family: EncoderFamily, settings: dict[str, Any]
+) -> dict[str, Any]:
+    import onnx
+    from onnxruntime.quantization import QuantType
+    from onnxruntime.quantization import quantize_dynamic as _quantize_dynamic
+
+    ops = list(family.dynamic_quant_ops)
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # the quantizer logs generic advice on the root logger
+    try:
+        _quantize_dynamic(
+            source,
+            target,
+            op_types_to_quantize=ops,
+            per_channel=settings["per_channel"],
+            reduce_range=settings["reduce_range"],
+            weight_type=QuantType.QInt8,
+            # Graphs fused by the transformer optimizer lose some type info; tell the quantizer the
+            # default. MatMulConstBOnly: only weight MatMuls (activation x activation stays float).
+            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT, "MatMulConstBOnly": True},
+        )
+    finally:
+        root.setLevel(level)
+    onnx.checker.check_model(str(target))
+    graph = onnx.load(str(target), load_external_data=False)
+    counts: dict[str, int] = {}
+    for node in graph.graph.node:
+        if node.op_type in ("MatMulInteger", "DynamicQuantizeMatMul", "QAttention", "DynamicQuantizeLinear", "QGemm"):
+            counts[node.op_type] = counts.get(node.op_type, 0) + 1
+    return {
+        "tool": "onnxruntime.quantization.quantize_dynamic",
+        "weight_type": "int8",
+        "activation_type": "uint8 (dynamic, per call)",
+        "op_types": ops,
+        **settings,
+        "quantized_nodes": counts,
+    }

@@ -1,0 +1,26 @@
+"""Runtimes: one Backend protocol, one module per runtime, and ``load()`` for applications.
+
+predictor = edgeptm.load("runs/minilm-int8")
+predictor.predict(["a gripping, beautifully shot film"])
+# [Prediction(label='fresh', score=0.97)]
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edgeptm.artifacts import Artifact, open_artifact
+from edgeptm.errors import BackendError
+from edgeptm.runtime.base import Backend, default_backend, open_backend
+from edgeptm.runtime.predictor import Prediction, TextPredictor
+
+
+def load(path: str | Path | Artifact, backend: str | None = None, threads: int | None = None) -> TextPredictor:
+    """Open an artifact (checksums verified) on its runtime, with its preprocessing attached."""
+    artifact = path if isinstance(path, Artifact) else open_artifact(path)
+    if artifact.task != "text-classification":
+        raise BackendError(f"{artifact.path}: task '{artifact.task}' has no predictor in this edgeptm")
+    return TextPredictor(artifact, open_backend(artifact, backend, threads))
+
+
+__all__ = ["Backend", "Prediction", "TextPredictor", "default_backend", "load", "open_backend"]

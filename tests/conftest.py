@@ -1,0 +1,82 @@
+"""Shared fixtures: a tiny BERT built in-process (seconds), and the stages run once on it.
+
+The tiny model uses the real all-MiniLM-L6-v2 tokenizer (from the packaged weights) but a 2-layer,
+32-wide random encoder, so every stage runs through its real code path in seconds.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+ASSETS = Path(__file__).parent / "assets"
+REVIEWS = ASSETS / "reviews.csv"
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a hub
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def tiny_hf_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import torch
+    from transformers import BertConfig, BertModel
+
+    from edgeptm.models.text import minilm_l6_spec
+
+    directory = tmp_path_factory.mktemp("tiny-bert")
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=30522,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=128,
+    )
+    BertModel(config).save_pretrained(directory)
+    source = Path(minilm_l6_spec().location)
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        shutil.copy(source / name, directory / name)
+    return directory
+
+
+def tiny_options(tiny_hf_dir: Path, **overrides):
+    from edgeptm.finetuning import FinetuneOptions
+
+    values = dict(
+        model=f"hf:{tiny_hf_dir}",
+        train=str(REVIEWS),
+        epochs=8,
+        batch_size=8,
+        lr=3e-3,
+        max_length=32,
+        seed=0,
+        progress=False,
+        threads=1,
+    )
+    values.update(overrides)
+    return FinetuneOptions(**values)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tiny_hf_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    from edgeptm.finetuning import finetune
+
+    return finetune(tiny_options(tiny_hf_dir), tmp_path_factory.mktemp("stages") / "ckpt")
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx(tiny_checkpoint, tmp_path_factory: pytest.TempPathFactory):
+    from edgeptm.exporter import export
+
+    return export(tiny_checkpoint, tmp_path_factory.mktemp("stages") / "onnx")
+
+
+@pytest.fixture(scope="session")
+def tiny_int8(tiny_onnx, tmp_path_factory: pytest.TempPathFactory):
+    from edgeptm.quantization import quantize
+
+    return quantize(tiny_onnx, tmp_path_factory.mktemp("stages") / "int8")
