@@ -76,6 +76,8 @@ def _ort_optimize(path: Path, out: Path, model_info: dict[str, Any]) -> dict[str
     if family.ort_model_type is None:
         return {"applied": False, "reason": f"no ONNX Runtime fusion recipe for '{model_info['encoder_type']}'"}
     options = FusionOptions(family.ort_model_type)
+    for name, value in family.ort_fusion_overrides.items():
+        setattr(options, name, value)
     optimized = optimize_model(
         str(path),
         model_type=family.ort_model_type,
@@ -90,29 +92,21 @@ def _ort_optimize(path: Path, out: Path, model_info: dict[str, Any]) -> dict[str
         "applied": True,
         "tool": "onnxruntime.transformers.optimizer",
         "model_type": family.ort_model_type,
+        "fusion_overrides": family.ort_fusion_overrides,
         "fused_operators": fused,
     }
 
 
-def compare_with_torch(
-    model: Any, session: Any, tokenizer: Any, names: list[str], texts: list[str], max_length: int, batch_size: int = 16
-) -> dict[str, float]:
-    """Max |logit difference| and argmax agreement between PyTorch and an ONNX Runtime session."""
+def compare_with_torch(model: Any, predictor: Any, texts: list[str], batch_size: int = 16) -> dict[str, float]:
+    """Max |logit difference| and argmax agreement between PyTorch and a predictor's backend."""
     import torch
 
     worst, agree = 0.0, 0
     for start in range(0, len(texts), batch_size):
-        enc = tokenizer(
-            texts[start : start + batch_size],
-            padding="longest",
-            truncation=True,
-            max_length=max_length,
-            return_tensors="np",
-        )
-        feed = {n: enc[n].astype(np.int64) for n in names}
+        feed = predictor.encode(texts[start : start + batch_size])
         with torch.inference_mode():
-            expected = model(*[torch.from_numpy(feed[n]) for n in names]).numpy()
-        got = session.run(["logits"], feed)[0]
+            expected = model(*[torch.from_numpy(feed[n]) for n in predictor.backend.input_names]).numpy()
+        got = next(iter(predictor.backend.run(feed).values()))
         worst = max(worst, float(np.abs(expected - got).max()))
         agree += int((expected.argmax(-1) == got.argmax(-1)).sum())
     return {"max_abs_diff": worst, "label_agreement": agree / len(texts), "samples": len(texts)}
@@ -123,13 +117,13 @@ def export(
 ) -> Artifact:
     """Export a checkpoint artifact to an ONNX artifact, validated against PyTorch."""
     import onnx
-    import onnxruntime as ort
     import torch
     from transformers import AutoTokenizer
 
     from edgeptm.metrics import evaluate_predictor
     from edgeptm.models.classifier import load_classifier
-    from edgeptm.runtime.ort_backend import OrtBackend, session_options
+    from edgeptm.models.text import family_of
+    from edgeptm.runtime.ort_backend import OrtBackend
     from edgeptm.runtime.predictor import TextPredictor
 
     options = options or ExportOptions()
@@ -182,18 +176,9 @@ def export(
         onnx.checker.check_model(str(model_path))
         export_seconds = time.perf_counter() - started
 
-        session = ort.InferenceSession(
-            str(model_path), sess_options=session_options(None), providers=["CPUExecutionProvider"]
-        )
-        check = compare_with_torch(model, session, tokenizer, names, texts[: options.validation_samples], max_length)
-        del session
-        if check["max_abs_diff"] > atol:
-            raise ExportError(
-                f"output 'logits': max abs difference {check['max_abs_diff']:.3g} vs PyTorch exceeds the tolerance "
-                f"{atol:g} (on {check['samples']} validation samples, opset {opset})"
-            )
         writer.carry(artifact)
         graph = onnx.load(str(model_path), load_external_data=False)
+        family = family_of(model_info["encoder_type"])
         manifest = {
             "task": artifact.task,
             "labels": artifact.labels,
@@ -211,12 +196,20 @@ def export(
                 "graph_nodes": len(graph.graph.node),
                 "export_seconds": round(export_seconds, 1),
             },
+            # How runtimes should open the graph; every later stage passes this on.
+            "runtime": {"onnxruntime": {"disabled_optimizers": list(family.ort_disabled_optimizers)}},
             "profile": profile.record() if profile else None,
-            "validation": {**check, "atol": atol, "against": "torch-eager fp32 (parent checkpoint)"},
         }
-        predictor = TextPredictor(writer.preview("onnx", manifest), OrtBackend(writer.preview("onnx", manifest)))
-        metrics = evaluate_predictor(predictor, texts, labels)
-        predictor.close()
+        staged = writer.preview("onnx", manifest)
+        with TextPredictor(staged, OrtBackend(staged)) as predictor:
+            check = compare_with_torch(model, predictor, texts[: options.validation_samples])
+            if check["max_abs_diff"] > atol:
+                raise ExportError(
+                    f"output 'logits': max abs difference {check['max_abs_diff']:.3g} vs PyTorch exceeds the "
+                    f"tolerance {atol:g} (on {check['samples']} validation samples, opset {opset})"
+                )
+            metrics = evaluate_predictor(predictor, texts, labels)
+        manifest["validation"] = {**check, "atol": atol, "against": "torch-eager fp32 (parent checkpoint)"}
         manifest["metrics"] = {
             "accuracy": metrics["accuracy"],
             "macro_f1": metrics["macro_f1"],

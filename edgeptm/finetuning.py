@@ -12,6 +12,7 @@ import json
 import logging
 import math
 import shutil
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -284,6 +285,7 @@ def finetune(opts: FinetuneOptions, out: str | Path, force: bool = False) -> Art
             disable=not opts.progress,
             unit="batch",
             dynamic_ncols=True,
+            mininterval=0.5 if sys.stderr.isatty() else 30.0,  # a log file gets a line every 30 s, not 10/s
         )
         loss_sum, seen, tick = 0.0, 0, time.perf_counter()
         for step, (idx, inputs) in enumerate(_batches(encoded, order, opts.batch_size, tokenizer, names)):
@@ -299,8 +301,11 @@ def finetune(opts: FinetuneOptions, out: str | Path, force: bool = False) -> Art
             global_step += 1
             loss_sum += loss.item() * len(idx)
             seen += len(idx)
+            # refresh=False: the postfix shows at the bar's own pace (mininterval), not once per step.
+            bar.set_postfix(
+                loss=f"{loss_sum / seen:.4f}", samples_s=f"{seen / (time.perf_counter() - tick):.0f}", refresh=False
+            )
             bar.update(1)
-            bar.set_postfix(loss=f"{loss_sum / seen:.4f}", samples_s=f"{seen / (time.perf_counter() - tick):.0f}")
             if global_step % opts.checkpoint_every == 0 and step + 1 < steps_per_epoch:
                 state.save(
                     model,

@@ -39,7 +39,7 @@ class ExportSection:
 @dataclass(frozen=True)
 class QuantizeSection:
     mode: str = "dynamic-int8"
-    per_channel: bool = False
+    per_channel: bool = True
     reduce_range: bool = False
     max_accuracy_drop: Optional[float] = None
 

@@ -12,7 +12,6 @@ from edgeptm.exporter import ExportOptions, export
 from edgeptm.quantization import QuantizeOptions, quantize
 
 
-
 def test_onnx_artifact_is_validated(tiny_onnx, tiny_checkpoint):
     m = tiny_onnx.manifest
     assert m["kind"] == "onnx" and m["precision"] == "fp32"
@@ -23,6 +22,21 @@ def test_onnx_artifact_is_validated(tiny_onnx, tiny_checkpoint):
     fused = m["export"]["optimization"]["fused_operators"]
     assert fused.get("Attention") == 2, f"ORT attention fusion expected on both layers, got {fused}"
     assert m["metrics"]["accuracy"] == pytest.approx(tiny_checkpoint.metrics["accuracy"])
+
+
+def test_runtime_hints_travel_and_apply(tiny_onnx, tiny_int8, tmp_path: Path):
+    """SkipLayerNorm stays unfused (slow on ORT CPU): in the exported graph and in the session."""
+    import onnx
+
+    from edgeptm.runtime.ort_backend import OrtBackend
+
+    for artifact in (tiny_onnx, tiny_int8):
+        assert artifact.manifest["runtime"]["onnxruntime"]["disabled_optimizers"] == ["SkipLayerNormFusion"]
+        dumped = tmp_path / f"{artifact.path.name}.onnx"
+        OrtBackend(artifact, save_optimized_to=str(dumped)).close()
+        ops = {n.op_type for n in onnx.load(str(dumped)).graph.node}
+        assert "SkipLayerNormalization" not in ops and "LayerNormalization" in ops, ops
+    assert "SkipLayerNormalization" not in tiny_onnx.manifest["export"]["optimization"]["fused_operators"]
 
 
 def test_dynamic_axes_really_dynamic(tiny_onnx):

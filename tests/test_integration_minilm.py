@@ -62,7 +62,9 @@ def test_finetuned_minilm_learns_and_survives_export(minilm_stages):
     majority = 0.6  # 'fresh' share is ~0.58: above it means the classifier learnt something
     assert ckpt.metrics["accuracy"] > majority + 0.05, ckpt.metrics
     fused = onnx.manifest["export"]["optimization"]["fused_operators"]
-    assert fused.get("Attention") == 6 and fused.get("SkipLayerNormalization", 0) >= 6, fused
+    assert fused.get("Attention") == 6 and fused.get("BiasGelu") == 6, fused
+    assert "SkipLayerNormalization" not in fused  # slower on ORT 1.31 CPU: kept off (models/text.py)
+    assert onnx.manifest["runtime"]["onnxruntime"]["disabled_optimizers"] == ["SkipLayerNormFusion"]
     assert onnx.manifest["validation"]["max_abs_diff"] < 1e-3
     assert onnx.manifest["validation"]["label_agreement"] == 1.0
     assert abs(onnx.metrics["accuracy"] - ckpt.metrics["accuracy"]) <= 0.005

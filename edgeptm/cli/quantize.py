@@ -28,7 +28,9 @@ from edgeptm.cli.common import force_option, options, out_option, profile_option
     help="Fail, writing nothing, if accuracy falls by more than this many points (1.0 = 1%).",
 )
 @click.option(
-    "--per-channel/--per-tensor", default=None, help="Weight scales per output channel [default: per tensor]."
+    "--per-channel/--per-tensor",
+    default=None,
+    help="Weight scales per output channel or one per tensor [default: per channel].",
 )
 @options(profile_option, out_option, force_option)
 def command(onnx_artifact: str, out: str, force: bool, **kwargs) -> None:

@@ -1,0 +1,62 @@
+"""hf: takes other encoder families: tiny DistilBERT and RoBERTa built in-process go the whole way."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import edgeptm
+from edgeptm.models.text import minilm_l6_spec
+
+from conftest import tiny_options
+
+
+def _tiny_dir(root: Path, family: str) -> Path:
+    import torch
+    from transformers import DistilBertConfig, DistilBertModel, RobertaConfig, RobertaModel
+
+    torch.manual_seed(0)
+    if family == "distilbert":
+        model = DistilBertModel(DistilBertConfig(vocab_size=30522, dim=32, n_layers=2, n_heads=4, hidden_dim=64))
+    else:
+        model = RobertaModel(
+            RobertaConfig(
+                vocab_size=30522,
+                hidden_size=32,
+                num_hidden_layers=2,
+                num_attention_heads=4,
+                intermediate_size=64,
+                max_position_embeddings=130,
+                pad_token_id=0,
+            )
+        )
+    directory = root / family
+    model.save_pretrained(directory)
+    source = Path(minilm_l6_spec().location)
+    for name in ("tokenizer.json", "vocab.txt", "special_tokens_map.json"):
+        shutil.copy(source / name, directory / name)
+    config = json.loads((source / "tokenizer_config.json").read_text())
+    config["model_input_names"] = ["input_ids", "attention_mask"]  # as these families' own tokenizers say
+    (directory / "tokenizer_config.json").write_text(json.dumps(config))
+    return directory
+
+
+@pytest.mark.parametrize("family", ["distilbert", "roberta"])
+def test_family_goes_the_whole_way(family: str, tmp_path: Path):
+    directory = _tiny_dir(tmp_path, family)
+    ckpt = edgeptm.finetune(tiny_options(directory, epochs=2), tmp_path / "ckpt")
+    assert ckpt.manifest["model"]["encoder_type"] == family
+    assert [i["name"] for i in ckpt.manifest["io"]["inputs"]] == ["input_ids", "attention_mask"]
+    onnx = edgeptm.export(ckpt, tmp_path / "onnx")
+    assert onnx.manifest["validation"]["label_agreement"] == 1.0
+    int8 = edgeptm.quantize(onnx, tmp_path / "int8")
+    texts = ["a warm and funny film", "a dull mess", "I loved it"]
+    with edgeptm.load(ckpt.path) as a, edgeptm.load(onnx.path) as b, edgeptm.load(int8.path) as c:
+        pa, pb, pc = a.predict(texts), b.predict(texts), c.predict(texts)
+    assert [p.label for p in pa] == [p.label for p in pb]
+    assert np.allclose([p.score for p in pa], [p.score for p in pb], atol=1e-4)
+    assert len(pc) == 3
