@@ -165,6 +165,24 @@ def check_out_dir(out: Path, force: bool) -> None:
         raise UsageError(f"--out {out}: directory exists and is not empty (pass --force to replace it)")
 
 
+def write_json_atomic(path: str | os.PathLike[str], data: Any) -> None:
+    """Write JSON next to ``path`` and rename it into place: readers never see half a report."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    try:
+        tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=_json_default) + "\n")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def check_not_source(out: Path, source: Artifact) -> None:
+    """--out may not replace (or sit inside) the artifact a stage reads from."""
+    out, src = Path(out).resolve(), source.path.resolve()
+    if out == src or src in out.parents:
+        raise UsageError(f"--out {out}: would overwrite its own source artifact {src}; choose another directory")
+
+
 def environment_record() -> dict[str, Any]:
     from edgeptm.environment import describe
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeptm.artifacts import Artifact, ArtifactWriter, check_out_dir, open_artifact
+from edgeptm.artifacts import Artifact, ArtifactWriter, check_not_source, check_out_dir, open_artifact
 from edgeptm.data.text import artifact_val_data
 from edgeptm.errors import ExportError, UsageError
 from edgeptm.profiles import Profile, load_profile, pick
@@ -132,6 +132,7 @@ def export(
     artifact = source if isinstance(source, Artifact) else open_artifact(source)
     if artifact.kind != "checkpoint":
         raise UsageError(f"{artifact.path}: export takes a checkpoint artifact, this one is '{artifact.kind}'")
+    check_not_source(out, artifact)
     profile = _profile(options.profile)
     opset = pick(options.opset, profile and profile.export.opset, DEFAULT_OPSET)
     optimize = pick(options.optimize, profile and profile.export.optimize, True)

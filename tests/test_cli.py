@@ -188,3 +188,10 @@ def test_bad_profile(tiny_checkpoint, tmp_path: Path):
 def test_usage_errors_exit_2(tiny_onnx, tmp_path: Path):
     result = run("quantize", tiny_onnx.path, "--mode", "int3", "--out", tmp_path / "x")
     assert result.exit_code == 2
+
+
+def test_out_may_not_replace_its_source(tiny_onnx, tmp_path: Path):
+    copy = tmp_path / "onnx"
+    shutil.copytree(tiny_onnx.path, copy)
+    assert_one_line_error(run("quantize", copy, "--out", copy, "--force"), "would overwrite its own source")
+    assert (copy / "manifest.json").is_file()

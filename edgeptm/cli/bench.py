@@ -1,10 +1,9 @@
 from __future__ import annotations
 
-import json
-from pathlib import Path
 
 import click
 
+from edgeptm.artifacts import write_json_atomic
 from edgeptm.cli.common import profile_option, table, threads_option
 
 
@@ -74,5 +73,5 @@ def command(artifacts: tuple[str, ...], json_path: str | None, **kwargs) -> None
     report = bench(list(artifacts), BenchOptions(**kwargs))
     click.echo(format_report(report))
     if json_path:
-        Path(json_path).write_text(json.dumps(report, indent=2) + "\n")
+        write_json_atomic(json_path, report)
         click.echo(f"report: {json_path}")

@@ -1,10 +1,10 @@
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 
+from edgeptm.artifacts import write_json_atomic
 from edgeptm.cli.common import table
 
 
@@ -53,5 +53,5 @@ def command(**kwargs) -> None:
         )
     )
     report_path = Path(kwargs["out"]) / "demo-report.json"
-    report_path.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    write_json_atomic(report_path, result)
     click.echo(f"\nartifacts under {kwargs['out']}/; full report: {report_path}")

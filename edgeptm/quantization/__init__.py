@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from edgeptm.artifacts import Artifact, ArtifactWriter, check_out_dir, open_artifact
+from edgeptm.artifacts import Artifact, ArtifactWriter, check_not_source, check_out_dir, open_artifact
 from edgeptm.data.text import TextDataset, artifact_val_data, read_text_table
 from edgeptm.errors import AccuracyError, UsageError
 from edgeptm.profiles import Profile, load_profile, pick
@@ -86,6 +86,7 @@ def quantize(
             f"{artifact.path}: quantize takes an fp32 ONNX artifact (from 'edgeptm export'), "
             f"this one is '{artifact.kind}' ({artifact.manifest.get('precision')})"
         )
+    check_not_source(out, artifact)
     profile = (
         options.profile
         if isinstance(options.profile, Profile) or options.profile is None
