@@ -30,9 +30,11 @@ class EncoderFamily:
     ort_fusion_overrides: dict[str, Any] = field(default_factory=dict)
     # ONNX Runtime session-level graph rewrites to keep off (recorded in the artifact's manifest).
     ort_disabled_optimizers: tuple[str, ...] = ()
-    # Dynamic INT8 op types: the MatMuls and ORT's fused Attention (-> QAttention) carry the compute.
-    # Quantizing the embedding Gather would shrink the file ~2.5x but costs accuracy for no speed.
-    dynamic_quant_ops: tuple[str, ...] = ("MatMul", "Attention")
+    # Dynamic INT8 op types: the MatMuls and ORT's fused Attention (-> QAttention) carry the compute;
+    # the embedding tables (Gather, or the fused EmbedLayerNormalization) are half of a small BERT's
+    # weights. Measured on fine-tuned MiniLM: 58.6 MB -> 22.8 MB, same latency, accuracy 0.827 ->
+    # 0.833 on 1,000 held-out sentences (FP32 0.828): noise-level, and the accuracy guard checks it.
+    dynamic_quant_ops: tuple[str, ...] = ("MatMul", "Attention", "Gather", "EmbedLayerNormalization")
 
 
 _NO_POOLER = {"add_pooling_layer": False}  # the head uses our pooling; BERT's pooler would be dead weight

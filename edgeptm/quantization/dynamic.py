@@ -12,6 +12,17 @@ from typing import Any
 
 from edgeptm.models.text import EncoderFamily
 
+# What the quantizer leaves in the graph, counted into the manifest.
+QUANTIZED_OP_TYPES = (
+    "MatMulInteger",
+    "DynamicQuantizeMatMul",
+    "QAttention",
+    "QEmbedLayerNormalization",
+    "DynamicQuantizeLinear",
+    "DequantizeLinear",
+    "QGemm",
+)
+
 
 def quantize_dynamic_int8(
     source: Path, target: Path, family: EncoderFamily, settings: dict[str, Any]
@@ -42,7 +53,7 @@ def quantize_dynamic_int8(
     graph = onnx.load(str(target), load_external_data=False)
     counts: dict[str, int] = {}
     for node in graph.graph.node:
-        if node.op_type in ("MatMulInteger", "DynamicQuantizeMatMul", "QAttention", "DynamicQuantizeLinear", "QGemm"):
+        if node.op_type in QUANTIZED_OP_TYPES:
             counts[node.op_type] = counts.get(node.op_type, 0) + 1
     return {
         "tool": "onnxruntime.quantization.quantize_dynamic",
