@@ -20,7 +20,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from edgeptm.errors import ArtifactError, UsageError
 
@@ -181,6 +181,29 @@ def check_not_source(out: Path, source: Artifact) -> None:
     out, src = Path(out).resolve(), source.path.resolve()
     if out == src or src in out.parents:
         raise UsageError(f"--out {out}: would overwrite its own source artifact {src}; choose another directory")
+
+
+def open_stage_source(
+    source: str | os.PathLike[str] | Artifact,
+    out: Path,
+    force: bool,
+    stage: str,
+    accepts: str,
+    ok: Callable[[Artifact], bool] | None = None,
+) -> Artifact:
+    """The common start of a stage: check --out, open and verify the source, check it fits the stage.
+
+    ``ok`` is a predicate over the opened artifact (default: any); ``accepts`` says in words what fits.
+    """
+    check_out_dir(out, force)
+    artifact = source if isinstance(source, Artifact) else open_artifact(source)
+    if ok is not None and not ok(artifact):
+        raise UsageError(
+            f"{artifact.path}: {stage} takes {accepts}, this one is '{artifact.kind}' "
+            f"({artifact.manifest.get('precision')})"
+        )
+    check_not_source(out, artifact)
+    return artifact
 
 
 def environment_record() -> dict[str, Any]:

@@ -19,10 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from edgeptm.artifacts import Artifact, ArtifactWriter, check_not_source, check_out_dir, open_artifact
+from edgeptm.artifacts import Artifact, ArtifactWriter, open_stage_source
 from edgeptm.data.text import artifact_val_data
-from edgeptm.errors import ExportError, UsageError
-from edgeptm.profiles import Profile, load_profile, pick
+from edgeptm.errors import ExportError
+from edgeptm.profiles import Profile, pick, resolve_profile
 
 log = logging.getLogger(__name__)
 
@@ -37,12 +37,6 @@ class ExportOptions:
     atol: float | None = None  # default: the model's own tolerance, recorded at fine-tuning
     profile: str | Profile | None = None
     validation_samples: int = VALIDATION_SAMPLES
-
-
-def _profile(value: str | Profile | None) -> Profile | None:
-    if value is None or isinstance(value, Profile):
-        return value
-    return load_profile(value)
 
 
 def _torch_export(model: Any, example: list[Any], names: list[str], path: Path, opset: int) -> None:
@@ -128,12 +122,10 @@ def export(
 
     options = options or ExportOptions()
     out = Path(out)
-    check_out_dir(out, force)
-    artifact = source if isinstance(source, Artifact) else open_artifact(source)
-    if artifact.kind != "checkpoint":
-        raise UsageError(f"{artifact.path}: export takes a checkpoint artifact, this one is '{artifact.kind}'")
-    check_not_source(out, artifact)
-    profile = _profile(options.profile)
+    artifact = open_stage_source(
+        source, out, force, "export", "a checkpoint artifact", lambda a: a.kind == "checkpoint"
+    )
+    profile = resolve_profile(options.profile)
     opset = pick(options.opset, profile and profile.export.opset, DEFAULT_OPSET)
     optimize = pick(options.optimize, profile and profile.export.optimize, True)
     model_info = artifact.manifest["model"]

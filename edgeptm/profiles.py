@@ -190,6 +190,13 @@ def _coerce(hint: Any, value: Any, where: str, key: str) -> Any:
     return float(value) if hint is float else value
 
 
+def resolve_profile(value: str | os.PathLike[str] | Profile | None) -> Profile | None:
+    """A Profile from a name, a path, or one already loaded (None stays None)."""
+    if value is None or isinstance(value, Profile):
+        return value
+    return load_profile(value)
+
+
 def pick(explicit: Any, from_profile: Any, default: Any) -> Any:
     """Option precedence: an explicit option beats the profile, the profile beats the default."""
     if explicit is not None:

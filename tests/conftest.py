@@ -24,8 +24,6 @@ def tiny_hf_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import torch
     from transformers import BertConfig, BertModel
 
-    from edgeptm.models.text import minilm_l6_spec
-
     directory = tmp_path_factory.mktemp("tiny-bert")
     torch.manual_seed(0)
     config = BertConfig(
@@ -37,10 +35,23 @@ def tiny_hf_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         max_position_embeddings=128,
     )
     BertModel(config).save_pretrained(directory)
+    copy_minilm_tokenizer(directory)
+    return directory
+
+
+def copy_minilm_tokenizer(directory: Path, model_input_names: list[str] | None = None) -> None:
+    """Give a tiny model directory the real MiniLM tokenizer (optionally without token_type_ids)."""
+    import json
+
+    from edgeptm.models.text import minilm_l6_spec
+
     source = Path(minilm_l6_spec().location)
     for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
         shutil.copy(source / name, directory / name)
-    return directory
+    if model_input_names:
+        config = json.loads((directory / "tokenizer_config.json").read_text())
+        config["model_input_names"] = model_input_names
+        (directory / "tokenizer_config.json").write_text(json.dumps(config))
 
 
 def tiny_options(tiny_hf_dir: Path, **overrides):

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import edgeptm
-from edgeptm.models.text import minilm_l6_spec
 
-from conftest import tiny_options
+from conftest import copy_minilm_tokenizer, tiny_options
 
 
 def _tiny_dir(root: Path, family: str) -> Path:
@@ -36,12 +33,7 @@ def _tiny_dir(root: Path, family: str) -> Path:
         )
     directory = root / family
     model.save_pretrained(directory)
-    source = Path(minilm_l6_spec().location)
-    for name in ("tokenizer.json", "vocab.txt", "special_tokens_map.json"):
-        shutil.copy(source / name, directory / name)
-    config = json.loads((source / "tokenizer_config.json").read_text())
-    config["model_input_names"] = ["input_ids", "attention_mask"]  # as these families' own tokenizers say
-    (directory / "tokenizer_config.json").write_text(json.dumps(config))
+    copy_minilm_tokenizer(directory, ["input_ids", "attention_mask"])  # as these families' own tokenizers say
     return directory
 
 

@@ -18,7 +18,7 @@ from typing import Any
 from edgeptm.artifacts import open_artifact
 from edgeptm.benchmarking.stats import summarize
 from edgeptm.errors import BenchError, UsageError
-from edgeptm.profiles import Profile, load_profile, pick
+from edgeptm.profiles import Profile, pick, resolve_profile
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +43,7 @@ class BenchOptions:
     profile: str | Profile | None = None
 
     def resolved(self) -> dict[str, Any]:
-        profile = (
-            self.profile if isinstance(self.profile, Profile) or self.profile is None else load_profile(self.profile)
-        )
+        profile = resolve_profile(self.profile)
         b = profile.bench if profile else None
         settings = {
             "batch_size": pick(self.batch_size, b and b.batch_size, 1),

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from edgeptm.artifacts import Artifact, ArtifactWriter, check_not_source, check_out_dir, open_artifact
+from edgeptm.artifacts import Artifact, ArtifactWriter, open_stage_source
 from edgeptm.data.text import TextDataset, artifact_val_data, read_text_table
 from edgeptm.errors import AccuracyError, UsageError
-from edgeptm.profiles import Profile, load_profile, pick
+from edgeptm.profiles import Profile, pick, resolve_profile
 from edgeptm.quantization.dynamic import quantize_dynamic_int8
 
 log = logging.getLogger(__name__)
@@ -79,19 +79,15 @@ def quantize(
 
     options = options or QuantizeOptions()
     out = Path(out)
-    check_out_dir(out, force)
-    artifact = source if isinstance(source, Artifact) else open_artifact(source)
-    if artifact.kind != "onnx" or artifact.manifest.get("precision") != "fp32":
-        raise UsageError(
-            f"{artifact.path}: quantize takes an fp32 ONNX artifact (from 'edgeptm export'), "
-            f"this one is '{artifact.kind}' ({artifact.manifest.get('precision')})"
-        )
-    check_not_source(out, artifact)
-    profile = (
-        options.profile
-        if isinstance(options.profile, Profile) or options.profile is None
-        else load_profile(options.profile)
+    artifact = open_stage_source(
+        source,
+        out,
+        force,
+        "quantize",
+        "an fp32 ONNX artifact (from 'edgeptm export')",
+        lambda a: a.kind == "onnx" and a.manifest.get("precision") == "fp32",
     )
+    profile = resolve_profile(options.profile)
     section = profile.quantize if profile else None
     mode = pick(options.mode, section and section.mode, "dynamic-int8")
     if mode not in MODES:
