@@ -25,7 +25,7 @@ class DemoOptions:
     out: str = "runs/demo"
     model: str = "minilm-l6"
     epochs: int = 1
-    max_length: int = 64  # review sentences: 99.9% fit in 64 tokens, and training is ~2x faster than at 128
+    max_length: int = 64  # review sentences: 99.94% fit in 64 tokens (mean 27, longest 78)
     train_limit: int | None = None
     threads: int | None = 2
     iterations: int = 200
