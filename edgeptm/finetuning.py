@@ -199,11 +199,8 @@ def _evaluate(
             chunks.append(model(*[enc[name] for name in names]).float().numpy())
     logits = np.concatenate(chunks)
     metrics = classification_metrics(logits, truth, len(labels))
-    log_probs = (
-        logits
-        - np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1, keepdims=True))
-        - logits.max(-1, keepdims=True)
-    )
+    shifted = logits - logits.max(-1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
     metrics["loss"] = float(-log_probs[np.arange(len(truth)), truth].mean())
     return metrics
 
