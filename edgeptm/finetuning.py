@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-import math
+import os
 import shutil
 import sys
 import time
@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgeptm.artifacts import Artifact, ArtifactWriter, check_out_dir, sha256_file
+from edgeptm.artifacts import Artifact, ArtifactWriter, check_out_dir, open_artifact, sha256_file
 from edgeptm.data.text import TextDataset, read_text_table, seeded_split
 from edgeptm.errors import UsageError
 from edgeptm.models import resolve_model
@@ -160,13 +160,47 @@ class _TrainState:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def _batches(encoded: dict[str, list], order: list[int], batch_size: int, tokenizer: Any, names: list[str]):
+@dataclass(frozen=True)
+class _Dist:
+    """This process's place in a torchrun job (rank 0 of 1 when run plainly)."""
 
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
-        features = [{name: encoded[name][i] for name in names} for i in idx]
-        padded = tokenizer.pad(features, padding="longest", return_tensors="pt")
-        yield idx, [padded[name] for name in names]
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+
+
+def _distributed() -> _Dist:
+    """Join the process group torchrun set up (WORLD_SIZE > 1); gloo, since training runs on CPU."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return _Dist()
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("gloo")
+    return _Dist(dist.get_rank(), dist.get_world_size())
+
+
+def _global_batches(n: int, order: list[int], batch_size: int, world: int) -> list[list[int]]:
+    """Global batches in ``order``. With several processes a final batch too small to give each
+    process a sample is dropped: every process must take part in every gradient all-reduce."""
+    batches = [order[start : start + batch_size] for start in range(0, n, batch_size)]
+    return [b for b in batches if len(b) >= world]
+
+
+def _collate(encoded: dict[str, list], idx: list[int], tokenizer: Any, names: list[str]) -> list[Any]:
+    features = [{name: encoded[name][i] for name in names} for i in idx]
+    padded = tokenizer.pad(features, padding="longest", return_tensors="pt")
+    return [padded[name] for name in names]
 
 
 def _evaluate(
@@ -217,7 +251,8 @@ def finetune(opts: FinetuneOptions, out: str | Path, force: bool = False) -> Art
     spec = resolve_model(opts.model)
     train, val, val_how = _load_data(opts)
     labels = train.label_set()
-    fingerprint = _fingerprint(opts)
+    dist = _distributed()
+    fingerprint = {**_fingerprint(opts), "world_size": dist.world}
     if opts.threads:
         torch.set_num_threads(opts.threads)
 
@@ -227,6 +262,11 @@ def finetune(opts: FinetuneOptions, out: str | Path, force: bool = False) -> Art
     model = spec.build(len(labels))
     if opts.freeze_backbone:
         model.encoder.requires_grad_(False)
+    forward = model
+    if dist.world > 1:
+        # DDP broadcasts rank 0's weights and averages gradients; each process gets its own dropout.
+        forward = torch.nn.parallel.DistributedDataParallel(model)
+        torch.manual_seed(opts.seed + 7919 * dist.rank)
     index = {name: i for i, name in enumerate(labels)}
     targets = torch.tensor([index[label] for label in train.labels])
     encoded = tokenizer(train.texts, truncation=True, max_length=opts.max_length)
@@ -238,7 +278,7 @@ def finetune(opts: FinetuneOptions, out: str | Path, force: bool = False) -> Art
         {"params": [p for n, p in params if n.endswith(no_decay)], "weight_decay": 0.0},
     ]
     optimizer = torch.optim.AdamW(groups, lr=opts.learning_rate())
-    steps_per_epoch = math.ceil(len(train) / opts.batch_size)
+    steps_per_epoch = len(_global_batches(len(train), list(range(len(train))), opts.batch_size, dist.world))
     total_steps = steps_per_epoch * opts.epochs
     warmup = int(total_steps * opts.warmup_ratio)
 
@@ -264,8 +304,9 @@ def finetune(opts: FinetuneOptions, out: str | Path, force: bool = False) -> Art
         log.info("resuming from step %d (epoch %d, batch %d)", resumed_from, start_epoch + 1, start_step)
     elif opts.resume:
         log.warning("--resume: no checkpoint in %s, starting from the beginning", state.root)
-    else:
+    elif dist.main:
         state.clear()
+    dist.barrier()
 
     started = time.perf_counter()
     global_step = start_epoch * steps_per_epoch + start_step
@@ -279,16 +320,17 @@ def finetune(opts: FinetuneOptions, out: str | Path, force: bool = False) -> Art
             total=steps_per_epoch,
             initial=first,
             desc=f"epoch {epoch + 1}/{opts.epochs}",
-            disable=not opts.progress,
+            disable=not (opts.progress and dist.main),
             unit="batch",
             dynamic_ncols=True,
             mininterval=0.5 if sys.stderr.isatty() else 30.0,  # a log file gets a line every 30 s, not 10/s
         )
         loss_sum, seen, tick = 0.0, 0, time.perf_counter()
-        for step, (idx, inputs) in enumerate(_batches(encoded, order, opts.batch_size, tokenizer, names)):
+        for step, batch in enumerate(_global_batches(len(train), order, opts.batch_size, dist.world)):
             if step < first:
                 continue
-            logits = model(*inputs)
+            idx = batch[dist.rank :: dist.world]  # this process's share of the global batch
+            logits = forward(*_collate(encoded, idx, tokenizer, names))
             loss = torch.nn.functional.cross_entropy(logits, targets[idx])
             loss.backward()
             torch.nn.utils.clip_grad_norm_([p for _, p in params], 1.0)
@@ -299,11 +341,10 @@ def finetune(opts: FinetuneOptions, out: str | Path, force: bool = False) -> Art
             loss_sum += loss.item() * len(idx)
             seen += len(idx)
             # refresh=False: the postfix shows at the bar's own pace (mininterval), not once per step.
-            bar.set_postfix(
-                loss=f"{loss_sum / seen:.4f}", samples_s=f"{seen / (time.perf_counter() - tick):.0f}", refresh=False
-            )
+            rate = seen * dist.world / (time.perf_counter() - tick)
+            bar.set_postfix(loss=f"{loss_sum / seen:.4f}", samples_s=f"{rate:.0f}", refresh=False)
             bar.update(1)
-            if global_step % opts.checkpoint_every == 0 and step + 1 < steps_per_epoch:
+            if dist.main and global_step % opts.checkpoint_every == 0 and step + 1 < steps_per_epoch:
                 state.save(
                     model,
                     optimizer,
@@ -317,25 +358,36 @@ def finetune(opts: FinetuneOptions, out: str | Path, force: bool = False) -> Art
                     },
                 )
         bar.close()
-        metrics = _evaluate(model, tokenizer, names, val, labels, opts.max_length)
-        history.append({"epoch": epoch + 1, "train_loss": loss_sum / max(1, seen), **metrics})
-        log.info(
-            "epoch %d/%d: train loss %.4f, val accuracy %.4f, macro-F1 %.4f, val loss %.4f (%d samples)",
-            epoch + 1,
-            opts.epochs,
-            loss_sum / max(1, seen),
-            metrics["accuracy"],
-            metrics["macro_f1"],
-            metrics["loss"],
-            len(val),
-        )
-        state.save(
-            model,
-            optimizer,
-            scheduler,
-            {"epoch": epoch + 1, "step": 0, "global_step": global_step, "fingerprint": fingerprint, "history": history},
-        )
+        if dist.main:
+            metrics = _evaluate(model, tokenizer, names, val, labels, opts.max_length)
+            history.append({"epoch": epoch + 1, "train_loss": loss_sum / max(1, seen), **metrics})
+            log.info(
+                "epoch %d/%d: train loss %.4f, val accuracy %.4f, macro-F1 %.4f, val loss %.4f (%d samples)",
+                epoch + 1,
+                opts.epochs,
+                loss_sum / max(1, seen),
+                metrics["accuracy"],
+                metrics["macro_f1"],
+                metrics["loss"],
+                len(val),
+            )
+            state.save(
+                model,
+                optimizer,
+                scheduler,
+                {
+                    "epoch": epoch + 1,
+                    "step": 0,
+                    "global_step": global_step,
+                    "fingerprint": fingerprint,
+                    "history": history,
+                },
+            )
+        dist.barrier()
     train_seconds = time.perf_counter() - started
+    if not dist.main:  # rank 0 writes the artifact; the others wait for it
+        dist.barrier()
+        return open_artifact(out)
     final = history[-1] if history else _evaluate(model, tokenizer, names, val, labels, opts.max_length)
     model.eval()
 
@@ -387,6 +439,7 @@ def finetune(opts: FinetuneOptions, out: str | Path, force: bool = False) -> Art
                     "train_seconds": round(train_seconds, 1),
                     "resumed_from_step": resumed_from,
                     "torch_threads": torch.get_num_threads(),
+                    "world_size": dist.world,
                     "history": history,
                 },
                 "metrics": {
@@ -399,4 +452,5 @@ def finetune(opts: FinetuneOptions, out: str | Path, force: bool = False) -> Art
             },
         )
     state.clear()
+    dist.barrier()
     return artifact

@@ -130,3 +130,45 @@ def test_bad_options_fail_before_work(tiny_hf_dir: Path, tmp_path: Path):
     with pytest.raises(DataError, match="label 'neutral' never appears"):
         finetune(tiny_options(tiny_hf_dir, val=str(val)), tmp_path / "c")
     assert not any(p.name in ("a", "b", "c") for p in tmp_path.iterdir())
+
+
+def test_torchrun_data_parallel(tiny_hf_dir: Path, tmp_path: Path):
+    """Two real processes under torchrun (gloo): one artifact, written once, that learnt."""
+    out = tmp_path / "ddp"
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "edgeptm.cli",
+        "-q",
+        "finetune",
+        "--model",
+        f"hf:{tiny_hf_dir}",
+        "--train",
+        str(REVIEWS),
+        "--epochs",
+        "8",
+        "--batch-size",
+        "8",
+        "--lr",
+        "3e-3",
+        "--max-length",
+        "32",
+        "--threads",
+        "1",
+        "--out",
+        str(out),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.count("checkpoint:") == 1, proc.stdout  # rank 0 alone reports
+    artifact = open_artifact(out)
+    training = artifact.manifest["training"]
+    assert training["world_size"] == 2 and training["steps"] == 8 * 7  # 54 rows / 8 = 7 global batches
+    history = training["history"]
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    assert not (tmp_path / ".ddp.train-state").exists()

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+
 import click
 
 from edgeptm.cli.common import force_option, options, out_option, threads_option
@@ -33,10 +35,17 @@ from edgeptm.cli.common import force_option, options, out_option, threads_option
 )
 @options(threads_option, out_option, force_option)
 def command(out: str, force: bool, **kwargs) -> None:
-    """Fine-tune a pretrained text model for classification; writes a checkpoint artifact."""
+    """Fine-tune a pretrained text model for classification; writes a checkpoint artifact.
+
+    \b
+    Several processes (data parallel, CPU/gloo): torchrun --nproc-per-node N -m edgeptm.cli finetune ...
+    --batch-size stays the global batch; each process takes its share.
+    """
     from edgeptm.finetuning import FinetuneOptions, finetune
 
     artifact = finetune(FinetuneOptions(**kwargs), out, force=force)
+    if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 speaks for the job
+        return
     m = artifact.metrics
     click.echo(f"checkpoint: {artifact.path}")
     click.echo(
