@@ -77,3 +77,13 @@ def test_seeded_split_is_repeatable_and_disjoint():
     assert a_val.texts != c_val.texts
     assert len(a_val) == 12 and len(a_train) == 48
     assert not set(a_val.texts) & set(a_train.texts)
+
+
+def test_json_array_files(tmp_path: Path):
+    good = tmp_path / "d.json"
+    good.write_text('[\n  {"text": "a", "label": "x"},\n  {"text": "b", "label": "y"}\n]\n')
+    assert read_text_table(good).labels == ["x", "y"]
+    bad = tmp_path / "e.json"
+    bad.write_text('{"text": "a", "label": "x"}')
+    with pytest.raises(DataError, match="array of objects"):
+        read_text_table(bad)

@@ -53,7 +53,15 @@ class TextDataset:
 
 def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     suffix = path.suffix.lower()
-    if suffix in (".jsonl", ".json", ".ndjson"):
+    if suffix == ".json":  # one JSON array of objects
+        try:
+            rows = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
+        if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+            raise DataError(f"{path}: a .json data file must be an array of objects (or use .jsonl, one per line)")
+        yield from enumerate(rows, start=1)
+    elif suffix in (".jsonl", ".ndjson"):
         with open(path, encoding="utf-8") as fh:
             for number, line in enumerate(fh, start=1):
                 if not line.strip():
@@ -73,7 +81,7 @@ def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             for number, row in enumerate(reader, start=2):
                 yield number, row
     else:
-        raise DataError(f"{path}: unsupported file type '{suffix or '(none)'}' (use .csv, .tsv or .jsonl)")
+        raise DataError(f"{path}: unsupported file type '{suffix or '(none)'}' (use .csv, .tsv, .jsonl or .json)")
 
 
 def read_text_table(path: str | Path, text_column: str = "text", label_column: str = "label") -> TextDataset:
