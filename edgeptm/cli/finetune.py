@@ -10,7 +10,10 @@ from edgeptm.cli.common import force_option, options, out_option, threads_option
 @click.command(name="finetune")
 @click.option("--model", required=True, help="minilm-l6, or hf:<dir-or-id> (see 'edgeptm models').")
 @click.option(
-    "--train", required=True, type=click.Path(dir_okay=False), help="Labelled training data (.csv, .tsv, .jsonl or a .json array)."
+    "--train",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Labelled training data (.csv, .tsv, .jsonl or a .json array).",
 )
 @click.option(
     "--val",
