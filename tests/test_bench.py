@@ -23,6 +23,12 @@ REQUIRED = (
     "throughput_per_s",
     "size_mb",
     "accuracy",
+    "warmup_runs",
+    "warmup_settled",
+    "peak_rss_mb",
+    "load_s",
+    "first_inference_ms",
+    "warnings",
 )
 
 
@@ -68,3 +74,28 @@ def test_bad_inputs(tmp_path: Path, tiny_onnx):
         bench([tmp_path / "nothing"])
     with pytest.raises(UsageError):
         bench([tiny_onnx.path], BenchOptions(batch_size=0))
+
+
+def test_duration_mode_and_cold_start_figures(tiny_onnx):
+    report = bench([tiny_onnx.path], BenchOptions(duration=0.6, rounds=3, warmup=2, seq_len=8, threads=1))
+    r = report["results"][0]
+    assert "rounds of 0.20 s" in report["method"]
+    assert r["iterations"] >= 3 and r["mean_ms"] * r["iterations"] >= 0.5 * 600 * 0.5  # most of 0.6 s was timed
+    assert r["warmup_runs"] >= 2 and isinstance(r["warmup_settled"], bool)
+    assert r["load_s"] > 0 and r["first_inference_ms"] > 0
+    assert 20 < r["peak_rss_mb"] < 4000  # the worker's own process, not the parent's
+
+
+def test_trust_warnings():
+    from edgeptm.benchmarking import trust_warnings
+
+    quiet = {"cv": 0.02, "iterations": 500, "mean_ms": 5.0}
+    assert trust_warnings(quiet, {"warmup_settled": True, "warmup_runs": 15}) == []
+    noisy = trust_warnings({"cv": 0.3, "iterations": 20, "mean_ms": 1.0}, {"warmup_settled": False, "warmup_runs": 200})
+    assert any("noisy" in w for w in noisy) and any("20 timed runs" in w for w in noisy)
+    assert any("under 1 s" in w for w in noisy) and any("not settled after 200" in w for w in noisy)
+
+
+def test_bad_duration(tiny_onnx):
+    with pytest.raises(UsageError, match="--duration must be > 0"):
+        bench([tiny_onnx.path], BenchOptions(duration=0))

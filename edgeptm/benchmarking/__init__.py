@@ -38,6 +38,7 @@ class BenchOptions:
     iterations: int | None = None
     warmup: int | None = None
     rounds: int = 10
+    duration: float | None = None  # seconds of timed runs per artifact, instead of a run count
     end_to_end: bool = False
     backend: str | None = None
     profile: str | Profile | None = None
@@ -52,6 +53,7 @@ class BenchOptions:
             "iterations": pick(self.iterations, b and b.iterations, 100),
             "warmup": pick(self.warmup, b and b.warmup, 10),
             "rounds": self.rounds,
+            "duration": self.duration,
             "end_to_end": self.end_to_end,
             "profile": profile.record() if profile else None,
         }
@@ -60,6 +62,8 @@ class BenchOptions:
                 raise UsageError(f"--{key.replace('_', '-')} must be >= 1, got {settings[key]}")
         if settings["warmup"] < 0 or (settings["threads"] is not None and settings["threads"] < 1):
             raise UsageError("--warmup must be >= 0 and --threads >= 1")
+        if settings["duration"] is not None and settings["duration"] <= 0:
+            raise UsageError(f"--duration must be > 0 seconds, got {settings['duration']}")
         return settings
 
 
@@ -77,14 +81,22 @@ def bench(paths: list[str | Path], options: BenchOptions | None = None) -> dict[
     try:
         for artifact in artifacts:
             workers.append(_start(context, artifact, options.backend, settings))
-        rounds = min(settings["rounds"], settings["iterations"])
-        per_round = math.ceil(settings["iterations"] / rounds)
+        if settings["duration"]:
+            rounds = settings["rounds"]
+            ask, per_round = "run_for", settings["duration"] / rounds
+            plan = f"{rounds} interleaved rounds of {per_round:.2f} s"
+        else:
+            rounds = min(settings["rounds"], settings["iterations"])
+            ask, per_round = "run", math.ceil(settings["iterations"] / rounds)
+            plan = f"{rounds} interleaved rounds of {per_round} runs"
         times: list[list[float]] = [[] for _ in workers]
         for r in range(rounds):
             # Rotate the starting worker each round: no variant always runs first after the pause.
             for k in range(len(workers)):
                 i = (r + k) % len(workers)
-                times[i].extend(_ask(workers[i], ("run", per_round)))
+                reply = _ask(workers[i], (ask, per_round))
+                times[i].extend(reply["times"])
+                workers[i]["peak_rss_mb"] = reply["peak_rss_mb"]
                 time.sleep(PAUSE_S)
     finally:
         for worker in workers:
@@ -92,6 +104,7 @@ def bench(paths: list[str | Path], options: BenchOptions | None = None) -> dict[
     results = []
     for artifact, worker, latencies in zip(artifacts, workers, times):
         manifest = artifact.manifest
+        stats = summarize(latencies, settings["batch_size"])
         results.append(
             {
                 "artifact": str(artifact.path),
@@ -101,9 +114,13 @@ def bench(paths: list[str | Path], options: BenchOptions | None = None) -> dict[
                 "batch_size": settings["batch_size"],
                 "seq_len": settings["seq_len"],
                 "threads": settings["threads"],
-                **summarize(latencies, settings["batch_size"]),
+                **stats,
                 "load_s": worker["info"]["load_s"],
                 "first_inference_ms": worker["info"]["first_inference_ms"],
+                "warmup_runs": worker["info"]["warmup_runs"],
+                "warmup_settled": worker["info"]["warmup_settled"],
+                "peak_rss_mb": worker["peak_rss_mb"],
+                "warnings": trust_warnings(stats, worker["info"]),
                 "size_mb": artifact.size_bytes(["model", "weights"]) / 1e6,
                 "accuracy": manifest.get("metrics", {}).get("accuracy"),
             }
@@ -112,8 +129,8 @@ def bench(paths: list[str | Path], options: BenchOptions | None = None) -> dict[
         "schema_version": REPORT_SCHEMA_VERSION,
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "timed": TIMED_E2E if settings["end_to_end"] else TIMED_COMPUTE,
-        "method": f"each artifact in its own process; {rounds} interleaved rounds of {per_round} runs after "
-        f"{settings['warmup']} warm-up runs; latencies from time.perf_counter_ns",
+        "method": f"each artifact in its own process; {plan} after at least {settings['warmup']} warm-up runs "
+        "(more until two 5-run block medians agree within 5%); latencies from time.perf_counter_ns",
         "settings": settings,
         "environment": describe(),
         "results": results,
@@ -142,7 +159,8 @@ def _ask(worker: dict[str, Any], message: Any, expect: str = "times") -> Any:
         raise BenchError(f"{worker['path']}: benchmark worker died (exit code {worker['process'].exitcode})") from None
     if kind == "error":
         raise BenchError(f"{worker['path']}: {payload}")
-    assert kind == expect, (kind, expect)
+    if kind != expect:
+        raise BenchError(f"{worker['path']}: benchmark worker answered '{kind}', expected '{expect}'")
     return payload
 
 
@@ -154,6 +172,25 @@ def _stop(worker: dict[str, Any]) -> None:
     worker["process"].join(timeout=10)
     if worker["process"].is_alive():
         worker["process"].kill()
+
+
+NOISY_CV = 0.10  # std/mean above this: the run mixes in noise that will not repeat
+MIN_ITERATIONS = 50  # fewer timed runs make p90/p99 anecdotes
+MIN_TIMED_S = 1.0
+
+
+def trust_warnings(stats: dict[str, float], info: dict[str, Any]) -> list[str]:
+    """Why a result should not be trusted as it stands (empty when nothing is wrong)."""
+    warnings = []
+    if stats["cv"] > NOISY_CV:
+        warnings.append(f"noisy: coefficient of variation {stats['cv']:.2f} > {NOISY_CV}; rerun on a quieter machine")
+    if stats["iterations"] < MIN_ITERATIONS:
+        warnings.append(f"short: {stats['iterations']} timed runs < {MIN_ITERATIONS}; tail percentiles are unreliable")
+    if stats["mean_ms"] * stats["iterations"] / 1000 < MIN_TIMED_S:
+        warnings.append(f"short: under {MIN_TIMED_S:g} s of timed runs in all")
+    if not info["warmup_settled"]:
+        warnings.append(f"latency had not settled after {info['warmup_runs']} warm-up runs")
+    return warnings
 
 
 def speedups(results: list[dict[str, Any]]) -> list[float]:

@@ -50,21 +50,72 @@ def _serve(conn: Any, config: dict[str, Any]) -> None:
     tick = time.perf_counter()
     call()
     first_ms = (time.perf_counter() - tick) * 1000
-    for _ in range(config["warmup"]):
-        call()
-    conn.send(("ready", {"backend": predictor.backend.name, "load_s": load_s, "first_inference_ms": first_ms}))
+    warmup_runs, settled = settle(call, config["warmup"])
+    conn.send(
+        (
+            "ready",
+            {
+                "backend": predictor.backend.name,
+                "load_s": load_s,
+                "first_inference_ms": first_ms,
+                "warmup_runs": warmup_runs,
+                "warmup_settled": settled,
+            },
+        )
+    )
     clock = time.perf_counter_ns
     while True:
-        message, count = conn.recv()
+        message, amount = conn.recv()
         if message == "stop":
             break
-        times = []
-        for _ in range(count):
+        times: list[float] = []
+        deadline = clock() + int(amount * 1e9) if message == "run_for" else None
+        while (len(times) < amount) if deadline is None else (clock() < deadline or not times):
             t0 = clock()
             call()
             times.append((clock() - t0) / 1e6)
-        conn.send(("times", times))
+        conn.send(("times", {"times": times, "peak_rss_mb": peak_rss_mb()}))
     predictor.close()
+
+
+SETTLE_BLOCK = 5  # runs per warm-up block
+SETTLE_TOLERANCE = 0.05  # consecutive block medians within 5%: latency has settled
+SETTLE_MAX_S = 30.0
+
+
+def settle(call: Any, minimum: int) -> tuple[int, bool]:
+    """Warm up: at least ``minimum`` runs, then blocks until two consecutive block medians agree.
+
+    Caches, allocator pools and lazy kernel selection make the first runs slow; how many runs that
+    takes differs per runtime, so it is measured, not guessed. Returns (runs, settled).
+    """
+    import statistics
+
+    for _ in range(minimum):
+        call()
+    runs, previous, started = minimum, None, time.perf_counter()
+    limit = max(10 * minimum, 200)
+    while runs < limit and time.perf_counter() - started < SETTLE_MAX_S:
+        block = []
+        for _ in range(SETTLE_BLOCK):
+            t0 = time.perf_counter()
+            call()
+            block.append(time.perf_counter() - t0)
+        runs += SETTLE_BLOCK
+        median = statistics.median(block)
+        if previous is not None and abs(median - previous) <= SETTLE_TOLERANCE * previous:
+            return runs, True
+        previous = median
+    return runs, False
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process (the worker serving one artifact), in MB."""
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 1e6 if sys.platform == "darwin" else peak * 1024 / 1e6  # bytes on macOS, KiB on Linux
 
 
 def _sample_texts(artifact: Any, batch_size: int) -> list[str]:

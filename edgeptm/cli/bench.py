@@ -11,32 +11,38 @@ def format_report(report: dict) -> str:
     from edgeptm.benchmarking import speedups
 
     results = report["results"]
-    rows = []
-    for r, s in zip(results, speedups(results)):
-        rows.append(
-            [
-                r["artifact"],
-                r["backend"],
-                r["precision"],
-                r["size_mb"],
-                r["accuracy"],
-                r["p50_ms"],
-                r["p90_ms"],
-                r["p99_ms"],
-                f"{r['mean_ms']:.2f}±{r['std_ms']:.2f}",
-                r["throughput_per_s"],
-                f"{s:.2f}x",
-            ]
-        )
+    latency = [
+        [
+            r["artifact"],
+            r["backend"],
+            r["precision"],
+            r["size_mb"],
+            r["accuracy"],
+            r["p50_ms"],
+            r["p90_ms"],
+            r["p99_ms"],
+            f"{r['mean_ms']:.2f}±{r['std_ms']:.2f}",
+            r["throughput_per_s"],
+            f"{s:.2f}x",
+        ]
+        for r, s in zip(results, speedups(results))
+    ]
+    cold = [
+        [
+            r["artifact"],
+            r["load_s"],
+            r["first_inference_ms"],
+            f"{r['warmup_runs']}{'' if r['warmup_settled'] else ' (unsettled)'}",
+            r["peak_rss_mb"],
+        ]
+        for r in results
+    ]
     s = report["settings"]
-    head = (
-        f"batch {s['batch_size']}, seq {s['seq_len']}, threads {s['threads'] or 'runtime default'}; "
-        f"timed: {report['timed']}\nmethod: {report['method']}"
-    )
-    return (
-        head
-        + "\n"
-        + table(
+    lines = [
+        f"batch {s['batch_size']}, seq {s['seq_len']}, threads {s['threads'] or 'runtime default'}",
+        f"timed: {report['timed']}",
+        f"method: {report['method']}",
+        table(
             [
                 "artifact",
                 "backend",
@@ -50,9 +56,13 @@ def format_report(report: dict) -> str:
                 "samples/s",
                 "speedup",
             ],
-            rows,
-        )
-    )
+            latency,
+        ),
+        "",
+        table(["artifact", "load s", "first inference ms", "warm-up runs", "peak RSS MB (own process)"], cold),
+    ]
+    lines += [f"warning: {r['artifact']}: {w}" for r in results for w in r["warnings"]]
+    return "\n".join(lines)
 
 
 @click.command(name="bench")
@@ -62,6 +72,12 @@ def format_report(report: dict) -> str:
 @click.option("--iterations", type=click.IntRange(min=1), default=None, help="Timed runs per artifact [default: 100].")
 @click.option("--warmup", type=click.IntRange(min=0), default=None, help="Untimed runs first [default: 10].")
 @click.option("--rounds", type=click.IntRange(min=1), default=10, show_default=True, help="Interleaved rounds.")
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Seconds of timed runs per artifact (split over the rounds) instead of --iterations.",
+)
 @click.option("--end-to-end", is_flag=True, help="Time tokenization + run + softmax instead of model compute only.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="Write the report as JSON.")
 @threads_option

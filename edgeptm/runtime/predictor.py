@@ -9,6 +9,7 @@ import numpy as np
 
 from edgeptm.artifacts import Artifact
 from edgeptm.runtime.base import Backend
+from edgeptm.runtime.tokenizer import load_text_tokenizer
 
 
 @dataclass(frozen=True)
@@ -26,12 +27,6 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return exp / exp.sum(axis=-1, keepdims=True)
 
 
-def load_tokenizer(artifact: Artifact) -> Any:
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(artifact.path / artifact.preprocessing["tokenizer"])
-
-
 class TextPredictor:
     """Tokenize -> run -> softmax for a text-classification artifact."""
 
@@ -40,16 +35,13 @@ class TextPredictor:
         self.backend = backend
         self.labels = artifact.labels
         self.max_length = int(artifact.preprocessing["max_length"])
-        self.tokenizer = load_tokenizer(artifact)
+        self.tokenizer = load_text_tokenizer(artifact.path / artifact.preprocessing["tokenizer"])
         self.batch_size = batch_size
 
     def encode(self, texts: Sequence[str], seq_len: int | None = None) -> dict[str, np.ndarray]:
         """Token arrays for ``texts``: padded to the longest (or to exactly ``seq_len``)."""
-        padding: Any = "max_length" if seq_len else "longest"
-        encoded = self.tokenizer(
-            list(texts), padding=padding, truncation=True, max_length=seq_len or self.max_length, return_tensors="np"
-        )
-        return {name: encoded[name].astype(np.int64) for name in self.backend.input_names}
+        encoded = self.tokenizer(texts, max_length=seq_len or self.max_length, pad_to=seq_len)
+        return {name: encoded[name] for name in self.backend.input_names}
 
     def logits(self, texts: Sequence[str]) -> np.ndarray:
         chunks = []
