@@ -99,3 +99,55 @@ def test_trust_warnings():
 def test_bad_duration(tiny_onnx):
     with pytest.raises(UsageError, match="--duration must be > 0"):
         bench([tiny_onnx.path], BenchOptions(duration=0))
+
+
+def _report(tmp_path: Path, name: str, p50: dict[str, float], cpu: str = "cpu A") -> Path:
+    results = [
+        {
+            "artifact": f"/runs/{k}",
+            "backend": "onnxruntime-cpu",
+            "batch_size": 1,
+            "seq_len": 128,
+            "threads": 2,
+            "p50_ms": v,
+            "p90_ms": v * 1.2,
+            "p99_ms": v * 1.5,
+            "mean_ms": v,
+        }
+        for k, v in p50.items()
+    ]
+    path = tmp_path / name
+    path.write_text(json.dumps({"schema_version": 1, "environment": {"cpu": cpu}, "results": results}))
+    return path
+
+
+def test_compare_flags_regressions_beyond_threshold(tmp_path: Path):
+    from edgeptm.benchmarking.compare import compare, read_report
+
+    old = read_report(_report(tmp_path, "old.json", {"int8": 8.0, "fp32": 15.0, "gone": 3.0}))
+    new = read_report(_report(tmp_path, "new.json", {"int8": 9.0, "fp32": 12.0, "added": 1.0}, cpu="cpu B"))
+    result = compare(old, new, threshold=0.10)
+    status = {r["variant"]: r["status"] for r in result["rows"]}
+    assert status == {"int8": "REGRESSION", "fp32": "faster", "gone": "only in old", "added": "only in new"}
+    assert [r["variant"] for r in result["regressions"]] == ["int8"]
+    assert compare(old, new, threshold=0.2)["regressions"] == []
+    assert compare(old, new, threshold=0.2, metric="p99_ms")["metric"] == "p99_ms"
+    assert "different CPUs" in result["notes"][0]
+
+
+def test_compare_cli_exit_codes(tmp_path: Path):
+    from click.testing import CliRunner
+
+    from edgeptm.cli import cli
+
+    old = _report(tmp_path, "old.json", {"int8": 8.0})
+    slow = _report(tmp_path, "slow.json", {"int8": 9.0})
+    ok = CliRunner().invoke(cli, ["bench", "compare", str(old), str(old)])
+    assert ok.exit_code == 0 and "same" in ok.output
+    bad = CliRunner().invoke(cli, ["bench", "compare", str(old), str(slow), "--threshold", "0.05"])
+    assert bad.exit_code == 1 and "1 regression(s) beyond 5% in p50_ms: int8 (1.12x)" in bad.stderr
+    assert CliRunner().invoke(cli, ["bench", "compare", str(old), str(slow), "--threshold", "0.2"]).exit_code == 0
+    junk = tmp_path / "junk.json"
+    junk.write_text("[]")
+    res = CliRunner().invoke(cli, ["bench", "compare", str(junk), str(old)])
+    assert res.exit_code == 1 and "not an edgeptm bench report" in res.stderr

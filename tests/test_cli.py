@@ -30,7 +30,12 @@ def assert_one_line_error(result, pattern: str) -> None:
     assert re.search(pattern, lines[0]), lines[0]
 
 
-@pytest.mark.parametrize("command", [[]] + [[c] for c in COMMANDS] + [["profiles", "list"], ["profiles", "show"]])
+@pytest.mark.parametrize(
+    "command",
+    [[]]
+    + [[c] for c in COMMANDS]
+    + [["profiles", "list"], ["profiles", "show"], ["bench", "run"], ["bench", "compare"]],
+)
 def test_help_everywhere(command):
     result = run(*command, "--help")
     assert result.exit_code == 0 and "Usage:" in result.output

@@ -65,7 +65,21 @@ def format_report(report: dict) -> str:
     return "\n".join(lines)
 
 
-@click.command(name="bench")
+class BenchGroup(click.Group):
+    """`edgeptm bench ARTIFACT...` runs a benchmark; `edgeptm bench compare OLD NEW` compares two reports."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ctx.help_option_names:
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group(name="bench", cls=BenchGroup)
+def command() -> None:
+    """Benchmark artifacts (the default: 'edgeptm bench ARTIFACT...'), or compare two reports."""
+
+
+@command.command(name="run")
 @click.argument("artifacts", nargs=-1, required=True, type=click.Path())
 @click.option("--batch-size", type=click.IntRange(min=1), default=None, help="[default: profile's, else 1]")
 @click.option("--seq-len", type=click.IntRange(min=1), default=None, help="[default: profile's, else 128]")
@@ -82,7 +96,7 @@ def format_report(report: dict) -> str:
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="Write the report as JSON.")
 @threads_option
 @profile_option
-def command(artifacts: tuple[str, ...], json_path: str | None, **kwargs) -> None:
+def run(artifacts: tuple[str, ...], json_path: str | None, **kwargs) -> None:
     """Time ARTIFACTS side by side: PyTorch eager for checkpoints, ONNX Runtime for ONNX."""
     from edgeptm.benchmarking import BenchOptions, bench
 
@@ -91,3 +105,49 @@ def command(artifacts: tuple[str, ...], json_path: str | None, **kwargs) -> None
     if json_path:
         write_json_atomic(json_path, report)
         click.echo(f"report: {json_path}")
+
+
+@command.command(name="compare")
+@click.argument("old", type=click.Path(dir_okay=False))
+@click.argument("new", type=click.Path(dir_okay=False))
+@click.option(
+    "--threshold",
+    type=click.FloatRange(min=0),
+    default=0.10,
+    show_default=True,
+    help="A variant slower by more than this fraction is a regression (exit code 1).",
+)
+@click.option(
+    "--metric", type=click.Choice(["p50_ms", "p90_ms", "p99_ms", "mean_ms"]), default="p50_ms", show_default=True
+)
+def compare_command(old: str, new: str, threshold: float, metric: str) -> None:
+    """Compare two 'bench --json' reports variant by variant; exit 1 on a regression (for CI)."""
+    from edgeptm.benchmarking.compare import compare, read_report
+    from edgeptm.errors import BenchError
+
+    result = compare(read_report(old), read_report(new), threshold, metric)
+    rows = [
+        [
+            r["variant"],
+            r["backend"],
+            r["batch_size"],
+            r["seq_len"],
+            r["threads"],
+            r["old"],
+            r["new"],
+            None if r["ratio"] is None else f"{r['ratio']:.3f}",
+            r["status"],
+        ]
+        for r in result["rows"]
+    ]
+    click.echo(
+        table(
+            ["variant", "backend", "batch", "seq", "threads", f"old {metric}", f"new {metric}", "new/old", "status"],
+            rows,
+        )
+    )
+    for note in result["notes"]:
+        click.echo(f"note: {note}")
+    if result["regressions"]:
+        names = ", ".join(f"{r['variant']} ({r['ratio']:.2f}x)" for r in result["regressions"])
+        raise BenchError(f"{len(result['regressions'])} regression(s) beyond {threshold:.0%} in {metric}: {names}")
