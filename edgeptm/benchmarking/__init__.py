@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import logging
 import math
-import multiprocessing as mp
+import json
+import socket
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -76,11 +79,10 @@ def bench(paths: list[str | Path], options: BenchOptions | None = None) -> dict[
     if not paths:
         raise UsageError("bench needs at least one artifact")
     artifacts = [open_artifact(p) for p in paths]  # verify everything before spending time
-    context = mp.get_context("spawn")
     workers = []
     try:
         for artifact in artifacts:
-            workers.append(_start(context, artifact, options.backend, settings))
+            workers.append(_start(artifact, options.backend, settings))
         if settings["duration"]:
             rounds = settings["rounds"]
             ask, per_round = "run_for", settings["duration"] / rounds
@@ -130,22 +132,31 @@ def bench(paths: list[str | Path], options: BenchOptions | None = None) -> dict[
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "timed": TIMED_E2E if settings["end_to_end"] else TIMED_COMPUTE,
         "method": f"each artifact in its own process; {plan} after at least {settings['warmup']} warm-up runs "
-        "(more until two 5-run block medians agree within 5%); latencies from time.perf_counter_ns",
+        "(more until two 5-run block medians agree within 5%), 2 untimed runs opening each round; "
+        "latencies from time.perf_counter_ns",
         "settings": settings,
         "environment": describe(),
         "results": results,
     }
 
 
-def _start(context: Any, artifact: Any, backend: str | None, settings: dict[str, Any]) -> dict[str, Any]:
-    from edgeptm.benchmarking.worker import serve
+def _start(artifact: Any, backend: str | None, settings: dict[str, Any]) -> dict[str, Any]:
+    """A fresh interpreter running ``edgeptm.benchmarking.worker``, talking over a socket pair.
 
-    parent, child = context.Pipe()
+    A plain subprocess rather than multiprocessing's spawn: spawn re-imports the caller's main
+    module, which breaks scripts without an ``if __name__ == "__main__"`` guard.
+    """
+    from multiprocessing.connection import Connection
+
+    ours, theirs = socket.socketpair()
     config = {"path": str(artifact.path), "backend": backend, **settings}
-    process = context.Process(target=serve, args=(child, config), daemon=True)
-    process.start()
-    child.close()
-    worker = {"process": process, "conn": parent, "path": artifact.path}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "edgeptm.benchmarking.worker", str(theirs.fileno()), json.dumps(config)],
+        pass_fds=[theirs.fileno()],
+        stdin=subprocess.DEVNULL,
+    )
+    theirs.close()
+    worker = {"process": process, "conn": Connection(ours.detach()), "path": artifact.path}
     worker["info"] = _ask(worker, None, expect="ready")
     return worker
 
@@ -156,7 +167,7 @@ def _ask(worker: dict[str, Any], message: Any, expect: str = "times") -> Any:
             worker["conn"].send(message)
         kind, payload = worker["conn"].recv()
     except (EOFError, OSError):
-        raise BenchError(f"{worker['path']}: benchmark worker died (exit code {worker['process'].exitcode})") from None
+        raise BenchError(f"{worker['path']}: benchmark worker died (exit code {worker['process'].poll()})") from None
     if kind == "error":
         raise BenchError(f"{worker['path']}: {payload}")
     if kind != expect:
@@ -169,9 +180,12 @@ def _stop(worker: dict[str, Any]) -> None:
         worker["conn"].send(("stop", 0))
     except (OSError, BrokenPipeError):
         pass
-    worker["process"].join(timeout=10)
-    if worker["process"].is_alive():
+    try:
+        worker["process"].wait(timeout=10)
+    except subprocess.TimeoutExpired:
         worker["process"].kill()
+        worker["process"].wait()
+    worker["conn"].close()
 
 
 NOISY_CV = 0.10  # std/mean above this: the run mixes in noise that will not repeat
