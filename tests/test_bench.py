@@ -151,3 +151,19 @@ def test_compare_cli_exit_codes(tmp_path: Path):
     junk.write_text("[]")
     res = CliRunner().invoke(cli, ["bench", "compare", str(junk), str(old)])
     assert res.exit_code == 1 and "not an edgeptm bench report" in res.stderr
+
+
+def test_bench_from_a_script_without_main_guard(tiny_onnx, tmp_path: Path):
+    """Workers are plain subprocesses: a user's script is not re-imported in them."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "user_script.py"
+    script.write_text(
+        "import edgeptm\n"
+        f"report = edgeptm.bench([{str(tiny_onnx.path)!r}], edgeptm.BenchOptions(iterations=3, warmup=0, rounds=1))\n"
+        "print('p50', report['results'][0]['p50_ms'])\n"
+    )
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-1500:]
+    assert out.stdout.count("p50 ") == 1  # printed once: the script ran once
