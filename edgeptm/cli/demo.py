@@ -52,6 +52,9 @@ def command(**kwargs) -> None:
             ],
         )
     )
+    for row, res in zip(result["rows"], r["results"]):
+        for warning in res["warnings"]:
+            click.echo(f"warning: {row['variant']}: {warning}")
     report_path = Path(kwargs["out"]) / "demo-report.json"
     write_json_atomic(report_path, result)
     click.echo(f"\nartifacts under {kwargs['out']}/; full report: {report_path}")
