@@ -197,7 +197,7 @@ def trust_warnings(stats: dict[str, float], info: dict[str, Any]) -> list[str]:
     """Why a result should not be trusted as it stands (empty when nothing is wrong)."""
     warnings = []
     if stats["cv"] > NOISY_CV:
-        warnings.append(f"noisy: coefficient of variation {stats['cv']:.2f} > {NOISY_CV}; rerun on a quieter machine")
+        warnings.append(f"noisy: coefficient of variation {stats['cv']:.3f} > {NOISY_CV}; rerun on a quieter machine")
     if stats["iterations"] < MIN_ITERATIONS:
         warnings.append(f"short: {stats['iterations']} timed runs < {MIN_ITERATIONS}; tail percentiles are unreliable")
     if stats["mean_ms"] * stats["iterations"] / 1000 < MIN_TIMED_S:
