@@ -112,13 +112,13 @@ def export(
     """Export a checkpoint artifact to an ONNX artifact, validated against PyTorch."""
     import onnx
     import torch
-    from transformers import AutoTokenizer
 
     from edgeptm.metrics import evaluate_predictor
     from edgeptm.models.classifier import load_classifier
     from edgeptm.models.text import family_of
     from edgeptm.runtime.ort_backend import OrtBackend
     from edgeptm.runtime.predictor import TextPredictor
+    from edgeptm.runtime.tokenizer import load_text_tokenizer
 
     options = options or ExportOptions()
     out = Path(out)
@@ -133,20 +133,14 @@ def export(
 
     # Eager attention: the graph shape ONNX Runtime's attention fusion recognises.
     model = load_classifier(artifact.path, artifact.manifest, attn_implementation="eager")
-    tokenizer = AutoTokenizer.from_pretrained(artifact.path / artifact.preprocessing["tokenizer"])
     names = [i["name"] for i in artifact.manifest["io"]["inputs"]]
-    max_length = int(artifact.preprocessing["max_length"])
     val = artifact_val_data(artifact)
     texts, labels = val.texts, val.labels
-    # Batch 2 of different lengths: a batch-1 example invites shape specialisation.
-    example_enc = tokenizer(
-        texts[:2] if len(texts) >= 2 else texts * 2,
-        padding="longest",
-        truncation=True,
-        max_length=max_length,
-        return_tensors="pt",
-    )
-    example = [example_enc[n] for n in names]
+    # Batch 2 of different lengths: a batch-1 example invites shape specialisation. Tokenized by
+    # the same serving tokenizer the validation below goes through.
+    tokenizer = load_text_tokenizer(artifact.path / artifact.preprocessing["tokenizer"])
+    example_enc = tokenizer(texts[:2] if len(texts) >= 2 else texts * 2, int(artifact.preprocessing["max_length"]))
+    example = [torch.from_numpy(example_enc[n]) for n in names]
 
     with ArtifactWriter(out, force=force) as writer:
         started = time.perf_counter()

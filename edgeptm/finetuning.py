@@ -310,6 +310,18 @@ def finetune(opts: FinetuneOptions, out: str | Path, force: bool = False) -> Art
 
     started = time.perf_counter()
     global_step = start_epoch * steps_per_epoch + start_step
+
+    def checkpoint(epoch: int, step: int) -> None:
+        """Resumable state: continue at batch ``step`` of epoch ``epoch`` (0-based)."""
+        info = {
+            "epoch": epoch,
+            "step": step,
+            "global_step": global_step,
+            "fingerprint": fingerprint,
+            "history": history,
+        }
+        state.save(model, optimizer, scheduler, info)
+
     for epoch in range(start_epoch, opts.epochs):
         model.train()
         if opts.freeze_backbone:
@@ -345,18 +357,7 @@ def finetune(opts: FinetuneOptions, out: str | Path, force: bool = False) -> Art
             bar.set_postfix(loss=f"{loss_sum / seen:.4f}", samples_s=f"{rate:.0f}", refresh=False)
             bar.update(1)
             if dist.main and global_step % opts.checkpoint_every == 0 and step + 1 < steps_per_epoch:
-                state.save(
-                    model,
-                    optimizer,
-                    scheduler,
-                    {
-                        "epoch": epoch,
-                        "step": step + 1,
-                        "global_step": global_step,
-                        "fingerprint": fingerprint,
-                        "history": history,
-                    },
-                )
+                checkpoint(epoch, step + 1)
         bar.close()
         if dist.main:
             metrics = _evaluate(model, tokenizer, names, val, labels, opts.max_length)
@@ -371,18 +372,7 @@ def finetune(opts: FinetuneOptions, out: str | Path, force: bool = False) -> Art
                 metrics["loss"],
                 len(val),
             )
-            state.save(
-                model,
-                optimizer,
-                scheduler,
-                {
-                    "epoch": epoch + 1,
-                    "step": 0,
-                    "global_step": global_step,
-                    "fingerprint": fingerprint,
-                    "history": history,
-                },
-            )
+            checkpoint(epoch + 1, 0)
         dist.barrier()
     train_seconds = time.perf_counter() - started
     if not dist.main:  # rank 0 writes the artifact; the others wait for it

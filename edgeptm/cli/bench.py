@@ -1,9 +1,9 @@
 from __future__ import annotations
 
-
 import click
 
 from edgeptm.artifacts import write_json_atomic
+from edgeptm.benchmarking.compare import METRICS
 from edgeptm.cli.common import profile_option, table, threads_option
 
 
@@ -117,9 +117,7 @@ def run(artifacts: tuple[str, ...], json_path: str | None, **kwargs) -> None:
     show_default=True,
     help="A variant slower by more than this fraction is a regression (exit code 1).",
 )
-@click.option(
-    "--metric", type=click.Choice(["p50_ms", "p90_ms", "p99_ms", "mean_ms"]), default="p50_ms", show_default=True
-)
+@click.option("--metric", type=click.Choice(list(METRICS)), default="p50_ms", show_default=True)
 def compare_command(old: str, new: str, threshold: float, metric: str) -> None:
     """Compare two 'bench --json' reports variant by variant; exit 1 on a regression (for CI)."""
     from edgeptm.benchmarking.compare import compare, read_report
