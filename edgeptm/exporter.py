@@ -1,11 +1,12 @@
 """torch -> ONNX, then optimise for ONNX Runtime, then always validate against PyTorch.
 
-The legacy TorchScript exporter (``dynamo=False``) with eager attention is used on purpose: ONNX
+The legacy TorchScript exporter (``dynamo=False``) is used on purpose: with eager attention, ONNX
 Runtime's transformer optimizer recognises its attention subgraph and fuses it (Attention,
-SkipLayerNormalization, BiasGelu, ...), which the dynamo exporter's graphs do not get. Every
-exported graph is checked with the ONNX checker, compared with PyTorch on real validation samples
-(max |logit difference| and label agreement go into the manifest), and scored on the whole
-validation split, so the artifact carries its own accuracy.
+BiasGelu, ...), which the dynamo exporter's graphs do not get; CNNs export to plain NCHW
+Conv graphs that every runtime reads. Every exported graph is checked with the ONNX checker,
+compared with PyTorch on real validation samples (max |logit difference| and label agreement go
+into the manifest), and scored on the whole validation split, so the artifact carries its own
+accuracy.
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ from typing import Any
 import numpy as np
 
 from edgeptm.artifacts import Artifact, ArtifactWriter, open_stage_source
-from edgeptm.data.text import artifact_val_data
 from edgeptm.errors import ExportError
 from edgeptm.profiles import Profile, pick, resolve_profile
+from edgeptm.tasks import get_task
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +40,12 @@ class ExportOptions:
     validation_samples: int = VALIDATION_SAMPLES
 
 
-def _torch_export(model: Any, example: list[Any], names: list[str], path: Path, opset: int) -> None:
+def _torch_export(
+    model: Any, example: list[Any], names: list[str], axes: dict[str, dict[int, str]], path: Path, opset: int
+) -> None:
     import torch
 
-    axes = {name: {0: "batch", 1: "sequence"} for name in names}
-    axes["logits"] = {0: "batch"}
+    axes = {**axes, "logits": {0: "batch"}}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # TracerWarnings about python control flow in HF code
         torch.onnx.export(
@@ -59,16 +61,17 @@ def _torch_export(model: Any, example: list[Any], names: list[str], path: Path, 
         )
 
 
-def _ort_optimize(path: Path, out: Path, model_info: dict[str, Any]) -> dict[str, Any]:
-    """ONNX Runtime's transformer fusions; returns what was fused (empty when the family is unknown)."""
+def _ort_optimize(path: Path, out: Path, model_info: dict[str, Any], family: Any) -> dict[str, Any]:
+    """ONNX Runtime's transformer fusions; returns what was fused (nothing when the family has none)."""
     from onnxruntime.transformers.fusion_options import FusionOptions
     from onnxruntime.transformers.optimizer import optimize_model
 
-    from edgeptm.models.text import family_of
-
-    family = family_of(model_info["encoder_type"])
     if family.ort_model_type is None:
-        return {"applied": False, "reason": f"no ONNX Runtime fusion recipe for '{model_info['encoder_type']}'"}
+        return {
+            "applied": False,
+            "reason": "no offline fusion recipe for this model family; ONNX Runtime applies its own graph "
+            "optimizations (Conv+BatchNorm+activation fusion, ...) when a session loads the model",
+        }
     options = FusionOptions(family.ort_model_type)
     for name, value in family.ort_fusion_overrides.items():
         setattr(options, name, value)
@@ -91,19 +94,19 @@ def _ort_optimize(path: Path, out: Path, model_info: dict[str, Any]) -> dict[str
     }
 
 
-def compare_with_torch(model: Any, predictor: Any, texts: list[str], batch_size: int = 16) -> dict[str, float]:
+def compare_with_torch(model: Any, predictor: Any, inputs: list[Any], batch_size: int = 16) -> dict[str, float]:
     """Max |logit difference| and argmax agreement between PyTorch and a predictor's backend."""
     import torch
 
     worst, agree = 0.0, 0
-    for start in range(0, len(texts), batch_size):
-        feed = predictor.encode(texts[start : start + batch_size])
+    for start in range(0, len(inputs), batch_size):
+        feed = predictor.encode(inputs[start : start + batch_size])
         with torch.inference_mode():
             expected = model(*[torch.from_numpy(feed[n]) for n in predictor.backend.input_names]).numpy()
         got = next(iter(predictor.backend.run(feed).values()))
         worst = max(worst, float(np.abs(expected - got).max()))
         agree += int((expected.argmax(-1) == got.argmax(-1)).sum())
-    return {"max_abs_diff": worst, "label_agreement": agree / len(texts), "samples": len(texts)}
+    return {"max_abs_diff": worst, "label_agreement": agree / len(inputs), "samples": len(inputs)}
 
 
 def export(
@@ -114,11 +117,9 @@ def export(
     import torch
 
     from edgeptm.metrics import evaluate_predictor
-    from edgeptm.models.classifier import load_classifier
-    from edgeptm.models.text import family_of
     from edgeptm.runtime.ort_backend import OrtBackend
-    from edgeptm.runtime.predictor import TextPredictor
-    from edgeptm.runtime.tokenizer import load_text_tokenizer
+    from edgeptm.runtime.predictor import Predictor
+    from edgeptm.runtime.preprocess import preprocessor_for
 
     options = options or ExportOptions()
     out = Path(out)
@@ -130,23 +131,24 @@ def export(
     optimize = pick(options.optimize, profile and profile.export.optimize, True)
     model_info = artifact.manifest["model"]
     atol = pick(options.atol, model_info.get("export_atol"), 1e-3)
+    task = get_task(artifact.task)
+    family = task.family(artifact)
 
-    # Eager attention: the graph shape ONNX Runtime's attention fusion recognises.
-    model = load_classifier(artifact.path, artifact.manifest, attn_implementation="eager")
+    model = task.torch_model(artifact, for_export=True)
     names = [i["name"] for i in artifact.manifest["io"]["inputs"]]
-    val = artifact_val_data(artifact)
-    texts, labels = val.texts, val.labels
-    # Batch 2 of different lengths: a batch-1 example invites shape specialisation. Tokenized by
-    # the same serving tokenizer the validation below goes through.
-    tokenizer = load_text_tokenizer(artifact.path / artifact.preprocessing["tokenizer"])
-    example_enc = tokenizer(texts[:2] if len(texts) >= 2 else texts * 2, int(artifact.preprocessing["max_length"]))
-    example = [torch.from_numpy(example_enc[n]) for n in names]
+    val = task.val_data(artifact) if artifact.has_file("val_data") else None
+    preprocessor = preprocessor_for(artifact)
+    samples = task.inputs_of(val) if val is not None else preprocessor.sample_inputs(options.validation_samples)
+    # Batch 2 (of different lengths, for text): a batch-1 example invites shape specialisation.
+    # Encoded by the same serving preprocessor the validation below goes through.
+    example_feed = preprocessor.encode(samples[:2] if len(samples) >= 2 else samples * 2)
+    example = [torch.from_numpy(example_feed[n]) for n in names]
 
     with ArtifactWriter(out, force=force) as writer:
         started = time.perf_counter()
         raw = writer.dir / "raw.onnx"
         try:
-            _torch_export(model, example, names, raw, opset)
+            _torch_export(model, example, names, task.dynamic_axes(artifact), raw, opset)
             onnx.checker.check_model(str(raw))
         except Exception as exc:  # exporter errors come from deep inside torch
             raise ExportError(
@@ -155,7 +157,7 @@ def export(
         model_path = writer.add("model", "model.onnx")
         optimization: dict[str, Any] = {"applied": False, "reason": "disabled (--no-optimize or profile)"}
         if optimize:
-            optimization = _ort_optimize(raw, model_path, model_info)
+            optimization = _ort_optimize(raw, model_path, model_info, family)
         if not model_path.exists():
             raw.rename(model_path)
         else:
@@ -165,7 +167,6 @@ def export(
 
         writer.carry(artifact)
         graph = onnx.load(str(model_path), load_external_data=False)
-        family = family_of(model_info["encoder_type"])
         manifest = {
             "task": artifact.task,
             "labels": artifact.labels,
@@ -177,8 +178,7 @@ def export(
             "export": {
                 "exporter": f"torch.onnx (TorchScript, dynamo=False) torch {torch.__version__}",
                 "opset": opset,
-                "dynamic_axes": {n: ["batch", "sequence"] for n in names},
-                "attention": "eager",
+                "dynamic_axes": {n: list(axes.values()) for n, axes in task.dynamic_axes(artifact).items()},
                 "optimization": optimization,
                 "graph_nodes": len(graph.graph.node),
                 "export_seconds": round(export_seconds, 1),
@@ -188,27 +188,25 @@ def export(
             "profile": profile.record() if profile else None,
         }
         staged = writer.preview("onnx", manifest)
-        with TextPredictor(staged, OrtBackend(staged)) as predictor:
-            check = compare_with_torch(model, predictor, texts[: options.validation_samples])
+        with Predictor(staged, OrtBackend(staged)) as predictor:
+            check = compare_with_torch(model, predictor, samples[: options.validation_samples])
             if check["max_abs_diff"] > atol:
                 raise ExportError(
                     f"output 'logits': max abs difference {check['max_abs_diff']:.3g} vs PyTorch exceeds the "
                     f"tolerance {atol:g} (on {check['samples']} validation samples, opset {opset})"
                 )
-            metrics = evaluate_predictor(predictor, texts, labels)
+            metrics = evaluate_predictor(predictor, task.inputs_of(val), val.labels) if val is not None else None
         manifest["validation"] = {**check, "atol": atol, "against": "torch-eager fp32 (parent checkpoint)"}
-        manifest["metrics"] = {
-            "accuracy": metrics["accuracy"],
-            "macro_f1": metrics["macro_f1"],
-            "val_samples": metrics["samples"],
-            "parent_accuracy": artifact.metrics.get("accuracy"),
-            "measured_with": "onnxruntime-cpu",
-        }
+        manifest["metrics"] = {"measured_with": "onnxruntime-cpu", "parent_accuracy": artifact.metrics.get("accuracy")}
+        if metrics is not None:
+            manifest["metrics"].update(
+                accuracy=metrics["accuracy"], macro_f1=metrics["macro_f1"], val_samples=metrics["samples"]
+            )
         log.info(
-            "exported %s: max |diff| %.2g, agreement %.3f, accuracy %.4f",
+            "exported %s: max |diff| %.2g, agreement %.3f, accuracy %s",
             out,
             check["max_abs_diff"],
             check["label_agreement"],
-            metrics["accuracy"],
+            f"{metrics['accuracy']:.4f}" if metrics else "n/a (no labelled data)",
         )
         return writer.finish("onnx", manifest)

@@ -1,4 +1,4 @@
-"""Fine-tune a pretrained text encoder for classification: setup -> train -> evaluate -> save.
+"""Fine-tune a pretrained model (text or image) for classification: setup -> train -> evaluate -> save.
 
 One readable recipe. Training state (weights, optimizer, scheduler, RNG) is checkpointed to a
 hidden directory beside ``--out`` every ``checkpoint_every`` steps and at each epoch's end, so an
@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from edgeptm.artifacts import Artifact, ArtifactWriter, check_out_dir, open_artifact, sha256_file
-from edgeptm.data.text import TextDataset, read_text_table, seeded_split
+from edgeptm.data.text import seeded_split
 from edgeptm.errors import UsageError
 from edgeptm.models import resolve_model
-from edgeptm.models.text import input_names_for
+from edgeptm.tasks import get_task
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +38,14 @@ class FinetuneOptions:
     label_column: str = "label"
     epochs: int = 3
     batch_size: int = 32
-    lr: float | None = None  # None: 5e-5 for full fine-tuning, 1e-3 for a head on a frozen encoder
+    lr: float | None = None  # None: the model's default (text 5e-5, images 1e-3), 1e-3 on a frozen backbone
     max_length: int = 128
+    # images
+    image_size: int | None = None  # None: the model's own (224 for the ImageNet models)
+    weights: str | None = None  # a local state dict for torchvision:/timm: models
+    pretrained: bool = True  # False: random init, only when asked (--no-pretrained)
+    augment: bool = True  # random horizontal flips of training images
+    strict: bool = False  # an unreadable image is an error (default: skipped and counted)
     freeze_backbone: bool = False
     seed: int = 0
     resume: bool = False
@@ -52,10 +58,13 @@ class FinetuneOptions:
     progress: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def learning_rate(self) -> float:
+    def learning_rate(self, task: str = "text-classification") -> float:
         if self.lr is not None:
             return self.lr
-        return 1e-3 if self.freeze_backbone else 5e-5
+        if self.freeze_backbone:
+            return 1e-3
+        # Transformers forget their pretraining at CNN rates; small CNNs need more than 5e-5 to move.
+        return 5e-5 if task == "text-classification" else 1e-3
 
     def validate(self) -> None:
         for name in ("epochs", "batch_size", "max_length", "checkpoint_every"):
@@ -69,10 +78,10 @@ class FinetuneOptions:
             raise UsageError(f"--train-limit must be >= 1, got {self.train_limit}")
 
 
-def _load_data(opts: FinetuneOptions) -> tuple[TextDataset, TextDataset, str]:
-    train = read_text_table(opts.train, opts.text_column, opts.label_column)
+def _load_data(opts: FinetuneOptions, task: Any) -> tuple[Any, Any, str]:
+    train = task.read_data(opts.train, opts)
     if opts.val:
-        val = read_text_table(opts.val, opts.text_column, opts.label_column)
+        val = task.read_data(opts.val, opts)
         how = f"--val {opts.val}"
     else:
         train, val = seeded_split(train, opts.val_fraction, opts.seed)
@@ -108,11 +117,27 @@ def _fingerprint(opts: FinetuneOptions) -> dict[str, Any]:
         "train_limit",
         "weight_decay",
         "warmup_ratio",
+        "image_size",
+        "weights",
+        "pretrained",
+        "augment",
     )
     data = {k: getattr(opts, k) for k in keep}
-    data["train_sha256"] = sha256_file(Path(opts.train))
-    data["val_sha256"] = sha256_file(Path(opts.val)) if opts.val else None
+    data["train_sha256"] = data_digest(Path(opts.train))
+    data["val_sha256"] = data_digest(Path(opts.val)) if opts.val else None
     return data
+
+
+def data_digest(path: Path) -> str:
+    """sha256 of a data file, or of an image folder's listing (relative path and size of each file)."""
+    if path.is_file():
+        return sha256_file(path)
+    import hashlib
+
+    digest = hashlib.sha256()
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        digest.update(f"{file.relative_to(path).as_posix()}\0{file.stat().st_size}\n".encode())
+    return digest.hexdigest()
 
 
 class _TrainState:
@@ -197,41 +222,14 @@ def _global_batches(n: int, order: list[int], batch_size: int, world: int) -> li
     return [b for b in batches if len(b) >= world]
 
 
-def _collate(encoded: dict[str, list], idx: list[int], tokenizer: Any, names: list[str]) -> list[Any]:
-    features = [{name: encoded[name][i] for name in names} for i in idx]
-    padded = tokenizer.pad(features, padding="longest", return_tensors="pt")
-    return [padded[name] for name in names]
-
-
-def _evaluate(
-    model: Any,
-    tokenizer: Any,
-    names: list[str],
-    data: TextDataset,
-    labels: list[str],
-    max_length: int,
-    batch_size: int = 64,
-) -> dict[str, float]:
+def _evaluate(recipe: Any, labels: list[str]) -> dict[str, float]:
     import numpy as np
-    import torch
 
     from edgeptm.metrics import classification_metrics
 
     index = {name: i for i, name in enumerate(labels)}
-    truth = [index[label] for label in data.labels]
-    model.eval()
-    chunks = []
-    with torch.inference_mode():
-        for start in range(0, len(data), batch_size):
-            enc = tokenizer(
-                data.texts[start : start + batch_size],
-                padding="longest",
-                truncation=True,
-                max_length=max_length,
-                return_tensors="pt",
-            )
-            chunks.append(model(*[enc[name] for name in names]).float().numpy())
-    logits = np.concatenate(chunks)
+    truth = [index[label] for label in recipe.val.labels]
+    logits = recipe.eval_logits()
     metrics = classification_metrics(logits, truth, len(labels))
     shifted = logits - logits.max(-1, keepdims=True)
     log_probs = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
@@ -249,19 +247,23 @@ def finetune(opts: FinetuneOptions, out: str | Path, force: bool = False) -> Art
     opts.validate()
     check_out_dir(out, force)
     spec = resolve_model(opts.model)
-    train, val, val_how = _load_data(opts)
+    task = get_task(spec.task)
+    if spec.task == "image-classification":
+        spec = spec.with_options(opts.weights, opts.pretrained, opts.image_size)
+    elif opts.weights or not opts.pretrained or opts.image_size:
+        raise UsageError(f"--weights, --no-pretrained and --image-size are for image models, not {opts.model}")
+    train, val, val_how = _load_data(opts, task)
     labels = train.label_set()
     dist = _distributed()
     fingerprint = {**_fingerprint(opts), "world_size": dist.world}
     if opts.threads:
         torch.set_num_threads(opts.threads)
 
-    tokenizer = spec.load_tokenizer()
-    names = input_names_for(tokenizer)
     torch.manual_seed(opts.seed)
-    model = spec.build(len(labels))
+    recipe = task.recipe(spec, opts, train, val, labels)
+    model = recipe.model
     if opts.freeze_backbone:
-        model.encoder.requires_grad_(False)
+        recipe.freeze()
     forward = model
     if dist.world > 1:
         # DDP broadcasts rank 0's weights and averages gradients; each process gets its own dropout.
@@ -269,15 +271,22 @@ def finetune(opts: FinetuneOptions, out: str | Path, force: bool = False) -> Art
         torch.manual_seed(opts.seed + 7919 * dist.rank)
     index = {name: i for i, name in enumerate(labels)}
     targets = torch.tensor([index[label] for label in train.labels])
-    encoded = tokenizer(train.texts, truncation=True, max_length=opts.max_length)
+    lr = opts.learning_rate(spec.task)
 
     params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
+    # No weight decay on biases and normalisation scales (LayerNorm, BatchNorm): they are not weights
+    # that overfit, and decaying a norm's scale shrinks the activations it exists to set.
+    norms = (torch.nn.LayerNorm, torch.nn.modules.batchnorm._BatchNorm, torch.nn.GroupNorm)
+    norm_scales = {f"{name}.weight" for name, module in model.named_modules() if isinstance(module, norms)}
+
+    def _no_decay(name: str) -> bool:
+        return name.endswith("bias") or name in norm_scales
+
     groups = [
-        {"params": [p for n, p in params if not n.endswith(no_decay)], "weight_decay": opts.weight_decay},
-        {"params": [p for n, p in params if n.endswith(no_decay)], "weight_decay": 0.0},
+        {"params": [p for n, p in params if not _no_decay(n)], "weight_decay": opts.weight_decay},
+        {"params": [p for n, p in params if _no_decay(n)], "weight_decay": 0.0},
     ]
-    optimizer = torch.optim.AdamW(groups, lr=opts.learning_rate())
+    optimizer = torch.optim.AdamW(groups, lr=lr)
     steps_per_epoch = len(_global_batches(len(train), list(range(len(train))), opts.batch_size, dist.world))
     total_steps = steps_per_epoch * opts.epochs
     warmup = int(total_steps * opts.warmup_ratio)
@@ -323,9 +332,7 @@ def finetune(opts: FinetuneOptions, out: str | Path, force: bool = False) -> Art
         state.save(model, optimizer, scheduler, info)
 
     for epoch in range(start_epoch, opts.epochs):
-        model.train()
-        if opts.freeze_backbone:
-            model.encoder.eval()  # a frozen encoder is a fixed feature extractor: no dropout
+        recipe.train_mode(opts.freeze_backbone)
         order = torch.randperm(len(train), generator=torch.Generator().manual_seed(opts.seed * 1000 + epoch)).tolist()
         first = start_step if epoch == start_epoch else 0
         bar = tqdm(
@@ -342,7 +349,7 @@ def finetune(opts: FinetuneOptions, out: str | Path, force: bool = False) -> Art
             if step < first:
                 continue
             idx = batch[dist.rank :: dist.world]  # this process's share of the global batch
-            logits = forward(*_collate(encoded, idx, tokenizer, names))
+            logits = forward(*recipe.batch(idx))
             loss = torch.nn.functional.cross_entropy(logits, targets[idx])
             loss.backward()
             torch.nn.utils.clip_grad_norm_([p for _, p in params], 1.0)
@@ -360,7 +367,7 @@ def finetune(opts: FinetuneOptions, out: str | Path, force: bool = False) -> Art
                 checkpoint(epoch, step + 1)
         bar.close()
         if dist.main:
-            metrics = _evaluate(model, tokenizer, names, val, labels, opts.max_length)
+            metrics = _evaluate(recipe, labels)
             history.append({"epoch": epoch + 1, "train_loss": loss_sum / max(1, seen), **metrics})
             log.info(
                 "epoch %d/%d: train loss %.4f, val accuracy %.4f, macro-F1 %.4f, val loss %.4f (%d samples)",
@@ -378,49 +385,23 @@ def finetune(opts: FinetuneOptions, out: str | Path, force: bool = False) -> Art
     if not dist.main:  # rank 0 writes the artifact; the others wait for it
         dist.barrier()
         return open_artifact(out)
-    final = history[-1] if history else _evaluate(model, tokenizer, names, val, labels, opts.max_length)
+    final = history[-1] if history else _evaluate(recipe, labels)
     model.eval()
 
     with ArtifactWriter(out, force=force) as writer:
         weights = writer.add("weights", "model.safetensors")
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(weights))
-        model.encoder.config.save_pretrained(writer.dir / "encoder")
-        writer.add("encoder_config", "encoder/config.json")
-        tokenizer.save_pretrained(writer.dir / "tokenizer")
-        for file in sorted((writer.dir / "tokenizer").iterdir()):
-            writer.add(f"tokenizer/{file.name}", f"tokenizer/{file.name}")
-        val.to_jsonl(writer.add("val_data", "val.jsonl"))
-        seq_axes = ["batch", "sequence"]
+        parts = recipe.write(writer)
         artifact = writer.finish(
             "checkpoint",
             {
-                "task": "text-classification",
+                **parts,
                 "labels": labels,
-                "model": {
-                    "source": opts.model,
-                    "architecture": "text-classifier",
-                    "encoder_type": model.encoder.config.model_type,
-                    "encoder_config": "encoder",
-                    "pooling": model.pooling,
-                    "hidden_size": model.encoder.config.hidden_size,
-                    "num_attention_heads": model.encoder.config.num_attention_heads,
-                    "parameters": sum(p.numel() for p in model.parameters()),
-                },
-                "io": {
-                    "inputs": [{"name": n, "dtype": "int64", "shape": seq_axes} for n in names],
-                    "outputs": [{"name": "logits", "dtype": "float32", "shape": ["batch", len(labels)]}],
-                },
-                "preprocessing": {
-                    "tokenizer": "tokenizer",
-                    "max_length": opts.max_length,
-                    "padding": "longest",
-                    "truncation": True,
-                },
                 "precision": "fp32",
                 "parents": [],
                 "training": {
                     **{k: v for k, v in asdict(opts).items() if k not in ("progress", "extra", "resume")},
-                    "lr": opts.learning_rate(),
+                    "lr": lr,
                     "train_samples": len(train),
                     "val_samples": len(val),
                     "validation": val_how,

@@ -18,7 +18,8 @@ from typing import Any, Optional
 
 from edgeptm.errors import ProfileError
 
-QUANT_MODES = ("dynamic-int8",)
+QUANT_MODES = ("dynamic-int8", "static-int8", "fp16")
+CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 BACKENDS = ("onnxruntime", "torch")
 
 
@@ -38,10 +39,12 @@ class ExportSection:
 
 @dataclass(frozen=True)
 class QuantizeSection:
-    mode: str = "dynamic-int8"
+    mode: Optional[str] = None  # None: by task (text: dynamic-int8, images: static-int8)
     per_channel: bool = True
     reduce_range: bool = False
     max_accuracy_drop: Optional[float] = None
+    calibration_method: Optional[str] = None  # static-int8: minmax | entropy | percentile
+    calibration_samples: Optional[int] = None  # static-int8: calibration inputs
 
 
 @dataclass(frozen=True)
@@ -128,7 +131,12 @@ def load_profile(name_or_path: str | os.PathLike[str]) -> Profile:
 
 
 def _check_values(profile: Profile, path: Path) -> None:
-    if profile.quantize.mode not in QUANT_MODES:
+    if profile.quantize.calibration_method not in (None, *CALIBRATION_METHODS):
+        raise ProfileError(
+            f"{path}: quantize.calibration_method '{profile.quantize.calibration_method}' is not one of "
+            f"{', '.join(CALIBRATION_METHODS)}"
+        )
+    if profile.quantize.mode not in (None, *QUANT_MODES):
         raise ProfileError(f"{path}: quantize.mode '{profile.quantize.mode}' is not one of {', '.join(QUANT_MODES)}")
     if profile.runtime.backend not in BACKENDS:
         raise ProfileError(f"{path}: runtime.backend '{profile.runtime.backend}' is not one of {', '.join(BACKENDS)}")
@@ -139,6 +147,7 @@ def _check_values(profile: Profile, path: Path) -> None:
         "bench.seq_len": profile.bench.seq_len,
         "bench.iterations": profile.bench.iterations,
         "runtime.threads": profile.runtime.threads,
+        "quantize.calibration_samples": profile.quantize.calibration_samples,
     }
     for key, value in positives.items():
         if value is not None and value < 1:

@@ -26,10 +26,6 @@ from edgeptm.profiles import Profile, pick, resolve_profile
 log = logging.getLogger(__name__)
 
 REPORT_SCHEMA_VERSION = 1
-TIMED_COMPUTE = (
-    "model compute only: backend run on pre-tokenized int64 arrays padded to seq_len (no tokenization, no softmax)"
-)
-TIMED_E2E = "end to end: tokenization (padded to seq_len) + backend run + softmax"
 PAUSE_S = 0.05  # between rounds, so a worker's spinning threads go idle before the next one starts
 
 
@@ -114,8 +110,9 @@ def bench(paths: list[str | Path], options: BenchOptions | None = None) -> dict[
                 "backend": worker["info"]["backend"],
                 "precision": manifest.get("precision"),
                 "batch_size": settings["batch_size"],
-                "seq_len": settings["seq_len"],
+                "seq_len": settings["seq_len"] if manifest.get("task") == "text-classification" else None,
                 "threads": settings["threads"],
+                "timed": worker["info"]["timed"],
                 **stats,
                 "load_s": worker["info"]["load_s"],
                 "first_inference_ms": worker["info"]["first_inference_ms"],
@@ -130,7 +127,7 @@ def bench(paths: list[str | Path], options: BenchOptions | None = None) -> dict[
     return {
         "schema_version": REPORT_SCHEMA_VERSION,
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "timed": TIMED_E2E if settings["end_to_end"] else TIMED_COMPUTE,
+        "timed": "; ".join(sorted({r["timed"] for r in results})),
         "method": f"each artifact in its own process; {plan} after at least {settings['warmup']} warm-up runs "
         "(more until two 5-run block medians agree within 5%), 2 untimed runs opening each round; "
         "latencies from time.perf_counter_ns",

@@ -10,8 +10,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-FALLBACK_TEXT = "A thoughtful, well acted and quietly funny film that stays with you after the credits."
-
 
 def serve(conn: Any, config: dict[str, Any]) -> None:
     try:
@@ -33,15 +31,16 @@ def _serve(conn: Any, config: dict[str, Any]) -> None:
     artifact = open_artifact(config["path"])
     predictor = load(artifact, config.get("backend"), config["threads"])
     load_s = time.perf_counter() - started
-    texts = _sample_texts(artifact, config["batch_size"])
+    pre = predictor.preprocessor
+    inputs = pre.sample_inputs(config["batch_size"])
     seq_len = config["seq_len"]
-    feed = predictor.encode(texts, seq_len)
+    feed = predictor.encode(inputs, seq_len)
     run = predictor.backend.run
 
     if config["end_to_end"]:
 
         def call() -> None:
-            softmax(next(iter(run(predictor.encode(texts, seq_len)).values())).astype(np.float64))
+            softmax(next(iter(run(predictor.encode(inputs, seq_len)).values())).astype(np.float64))
     else:
 
         def call() -> None:
@@ -56,6 +55,7 @@ def _serve(conn: Any, config: dict[str, Any]) -> None:
             "ready",
             {
                 "backend": predictor.backend.name,
+                "timed": pre.timed_end_to_end if config["end_to_end"] else pre.timed_compute,
                 "load_s": load_s,
                 "first_inference_ms": first_ms,
                 "warmup_runs": warmup_runs,
@@ -119,17 +119,6 @@ def peak_rss_mb() -> float:
 
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 1e6 if sys.platform == "darwin" else peak * 1024 / 1e6  # bytes on macOS, KiB on Linux
-
-
-def _sample_texts(artifact: Any, batch_size: int) -> list[str]:
-    """Real sentences from the artifact's validation data, so tokens look like production's."""
-    texts: list[str] = []
-    if artifact.has_file("val_data"):
-        from edgeptm.data.text import artifact_val_data
-
-        texts = artifact_val_data(artifact).texts[:batch_size]
-    texts = texts or [FALLBACK_TEXT]
-    return [texts[i % len(texts)] for i in range(batch_size)]
 
 
 if __name__ == "__main__":  # python -m edgeptm.benchmarking.worker FD CONFIG_JSON (started by bench)

@@ -1,7 +1,8 @@
 """Quantization: produce a lower-precision ONNX artifact and measure what it cost in accuracy.
 
-Precision is written into the graph once, here, for every runtime that reads it. Each mode is a
-function ``(source model path, target path, family, options) -> record``; the accuracy guard
+Precision is written into the graph once, here, for every runtime that reads it (INT8 as QDQ
+nodes, FP16 as half tensors). Each mode is a function
+``(source model path, target path, family, settings, calibration) -> record``; the accuracy guard
 around it is common to all modes: the parent and the quantized model are scored on the same
 validation data in the same run, the delta goes into the manifest, and a drop beyond
 ``max_accuracy_drop`` fails the stage before anything is written.
@@ -12,19 +13,27 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from edgeptm.artifacts import Artifact, ArtifactWriter, open_stage_source
-from edgeptm.data.text import TextDataset, artifact_val_data, read_text_table
 from edgeptm.errors import AccuracyError, UsageError
 from edgeptm.profiles import Profile, pick, resolve_profile
 from edgeptm.quantization.dynamic import quantize_dynamic_int8
+from edgeptm.quantization.fp16 import convert_fp16
+from edgeptm.quantization.static import CALIBRATION_METHODS, quantize_static_int8
+from edgeptm.tasks import get_task
 
 log = logging.getLogger(__name__)
 
+# mode -> (function, the precision the manifest records)
 MODES: dict[str, tuple[Callable[..., dict[str, Any]], str]] = {
     "dynamic-int8": (quantize_dynamic_int8, "int8-dynamic"),
+    "static-int8": (quantize_static_int8, "int8-static-qdq"),
+    "fp16": (convert_fp16, "fp16"),
 }
+# Image models default to static QDQ (dynamic INT8 makes convolutions slower); text to dynamic.
+DEFAULT_MODE = {"text-classification": "dynamic-int8", "image-classification": "static-int8"}
+CALIBRATION_BATCH = 8
 
 
 @dataclass
@@ -36,14 +45,60 @@ class QuantizeOptions:
     max_accuracy_drop: float | None = None  # in accuracy points (1.0 = one percentage point)
     per_channel: bool | None = None
     reduce_range: bool | None = None
+    calib: str | None = None  # static-int8: calibration inputs (default: the training sample carried)
+    calib_samples: int | None = None  # static-int8: how many calibration inputs to use
+    calib_method: str | None = None  # static-int8: minmax | entropy | percentile
+    fp16_io: bool = False  # fp16: float16 inputs/outputs too (default: float32 at the edges)
     profile: str | Profile | None = None
 
 
-def _validation_data(artifact: Artifact, options: QuantizeOptions) -> tuple[TextDataset, str]:
-    if options.val:
-        data, how = read_text_table(options.val, options.text_column, options.label_column), f"--val {options.val}"
+@dataclass
+class Calibration:
+    """Calibration inputs, fed through the artifact's own preprocessing in small batches."""
+
+    inputs: list[Any]
+    preprocessor: Any
+    source: str
+
+    @property
+    def count(self) -> int:
+        return len(self.inputs)
+
+    def feeds(self) -> Iterator[dict[str, Any]]:
+        for start in range(0, len(self.inputs), CALIBRATION_BATCH):
+            yield self.preprocessor.encode(self.inputs[start : start + CALIBRATION_BATCH])
+
+
+def _calibration(artifact: Artifact, task: Any, options: QuantizeOptions, section: Any) -> Calibration:
+    import random
+
+    from edgeptm.runtime.preprocess import preprocessor_for
+
+    limit = pick(options.calib_samples, section and section.calibration_samples, 256)
+    if limit < 1:
+        raise UsageError(f"--calib-samples must be >= 1, got {limit}")
+    if options.calib:
+        inputs, source = task.read_calibration(options.calib), f"--calib {options.calib}"
     else:
-        data, how = artifact_val_data(artifact), "validation split carried by the artifact"
+        inputs, source = task.calibration_inputs(artifact), "training sample carried by the artifact"
+        if not inputs:
+            raise UsageError(
+                f"{artifact.path}: static-int8 needs calibration data and this artifact carries none: "
+                "pass --calib PATH (a folder of images, or a labelled data file)"
+            )
+    if len(inputs) > limit:
+        inputs = sorted(random.Random(0).sample(inputs, limit))
+    return Calibration(list(inputs), preprocessor_for(artifact), f"{source} ({len(inputs)} inputs)")
+
+
+def _validation_data(artifact: Artifact, task: Any, options: QuantizeOptions) -> tuple[Any, str] | None:
+    if options.val:
+        opts = options
+        data, how = task.read_data(options.val, opts), f"--val {options.val}"
+    elif artifact.has_file("val_data"):
+        data, how = task.val_data(artifact), "validation split carried by the artifact"
+    else:
+        return None
     data.check_labels(artifact.labels)
     return data, how
 
@@ -72,10 +127,9 @@ def quantize(
 ) -> Artifact:
     """Quantize an ONNX artifact; fail without writing if accuracy drops more than allowed."""
     from edgeptm.metrics import evaluate_predictor
-    from edgeptm.models.text import family_of
     from edgeptm.runtime import load
-    from edgeptm.runtime.predictor import TextPredictor
     from edgeptm.runtime.ort_backend import OrtBackend
+    from edgeptm.runtime.predictor import Predictor
 
     options = options or QuantizeOptions()
     out = Path(out)
@@ -87,30 +141,40 @@ def quantize(
         "an fp32 ONNX artifact (from 'edgeptm export')",
         lambda a: a.kind == "onnx" and a.manifest.get("precision") == "fp32",
     )
+    task = get_task(artifact.task)
     profile = resolve_profile(options.profile)
     section = profile.quantize if profile else None
-    mode = pick(options.mode, section and section.mode, "dynamic-int8")
+    mode = pick(options.mode, section and section.mode, DEFAULT_MODE.get(artifact.task, "dynamic-int8"))
     if mode not in MODES:
         raise UsageError(f"--mode {mode}: not one of {', '.join(MODES)}")
     max_drop = pick(options.max_accuracy_drop, section and section.max_accuracy_drop, None)
-    settings = {
+    settings: dict[str, Any] = {
         # Per-channel weight scales: ~3x smaller logit error than per-tensor on MiniLM at the same speed.
         "per_channel": pick(options.per_channel, section and section.per_channel, True),
         "reduce_range": pick(options.reduce_range, section and section.reduce_range, False),
     }
-    data, data_how = _validation_data(artifact, options)
-    family = family_of(artifact.manifest["model"]["encoder_type"])
+    calibration = None
+    if mode == "static-int8":
+        method = pick(options.calib_method, section and section.calibration_method, "minmax")
+        if method not in CALIBRATION_METHODS:
+            raise UsageError(f"--calib-method {method}: not one of {', '.join(CALIBRATION_METHODS)}")
+        # uint8 activations: ONNX Runtime's x86 QLinearConv/MatMul kernels are built for u8 x s8.
+        settings.update(calibration_method=method, activation_type="uint8")
+        calibration = _calibration(artifact, task, options, section)
+    elif mode == "fp16":
+        settings = {"fp16_io": options.fp16_io}
+    validation = _validation_data(artifact, task, options)
+    family = task.family(artifact)
     run, precision = MODES[mode]
 
     with ArtifactWriter(out, force=force) as writer:
-        record = run(artifact.file("model"), writer.add("model", "model.onnx"), family, settings)
-        writer.carry(artifact, prefixes=("tokenizer/",))
-        data.to_jsonl(writer.add("val_data", "val.jsonl"))
+        record = run(artifact.file("model"), writer.add("model", "model.onnx"), family, settings, calibration)
+        writer.carry(artifact, prefixes=("tokenizer/", "calib_data"))
         manifest = {
             "task": artifact.task,
             "labels": artifact.labels,
             "model": artifact.manifest["model"],
-            "io": artifact.manifest["io"],
+            "io": _io_with_precision(artifact.manifest["io"], mode, options.fp16_io),
             "preprocessing": artifact.preprocessing,
             "precision": precision,
             "parents": [artifact.as_parent()],
@@ -119,11 +183,18 @@ def quantize(
             "quantization": {"mode": mode, **record},
             "profile": profile.record() if profile else None,
         }
+        if validation is None:
+            manifest["metrics"] = {"accuracy": None, "note": "no labelled data: pass --val to measure accuracy"}
+            log.warning("%s: no labelled data to measure accuracy on; pass --val", artifact.path)
+            return writer.finish("onnx", manifest)
+        data, data_how = validation
+        data.to_jsonl(writer.add("val_data", "val.jsonl"))
+        inputs = task.inputs_of(data)
         with load(artifact) as parent_predictor:
-            parent = evaluate_predictor(parent_predictor, data.texts, data.labels)
+            parent = evaluate_predictor(parent_predictor, inputs, data.labels)
         quantized_artifact = writer.preview("onnx", manifest)
-        with TextPredictor(quantized_artifact, OrtBackend(quantized_artifact)) as predictor:
-            metrics = evaluate_predictor(predictor, data.texts, data.labels)
+        with Predictor(quantized_artifact, OrtBackend(quantized_artifact)) as predictor:
+            metrics = evaluate_predictor(predictor, inputs, data.labels)
         delta = check_accuracy_drop(mode, parent, metrics, max_drop)
         manifest["metrics"] = {
             "accuracy": metrics["accuracy"],
@@ -136,3 +207,16 @@ def quantize(
             "measured_with": "onnxruntime-cpu",
         }
         return writer.finish("onnx", manifest)
+
+
+def _io_with_precision(io: dict[str, Any], mode: str, fp16_io: bool) -> dict[str, Any]:
+    if mode != "fp16" or not fp16_io:
+        return io
+
+    def half(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [{**e, "dtype": "float16"} if e["dtype"] == "float32" else e for e in entries]
+
+    return {"inputs": half(io["inputs"]), "outputs": half(io["outputs"])}
+
+
+__all__ = ["CALIBRATION_METHODS", "MODES", "QuantizeOptions", "check_accuracy_drop", "quantize"]

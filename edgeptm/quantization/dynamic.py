@@ -25,7 +25,7 @@ QUANTIZED_OP_TYPES = (
 
 
 def quantize_dynamic_int8(
-    source: Path, target: Path, family: EncoderFamily, settings: dict[str, Any]
+    source: Path, target: Path, family: EncoderFamily, settings: dict[str, Any], calibration: Any = None
 ) -> dict[str, Any]:
     import onnx
     from onnxruntime.quantization import QuantType

@@ -12,15 +12,17 @@ from pathlib import Path
 from edgeptm.artifacts import Artifact, open_artifact
 from edgeptm.errors import BackendError
 from edgeptm.runtime.base import Backend, default_backend, open_backend
-from edgeptm.runtime.predictor import Prediction, TextPredictor
+from edgeptm.runtime.predictor import Prediction, Predictor, TextPredictor
 
 
-def load(path: str | Path | Artifact, backend: str | None = None, threads: int | None = None) -> TextPredictor:
+def load(path: str | Path | Artifact, backend: str | None = None, threads: int | None = None) -> Predictor:
     """Open an artifact (checksums verified) on its runtime, with its preprocessing attached."""
     artifact = path if isinstance(path, Artifact) else open_artifact(path)
-    if artifact.task != "text-classification":
+    from edgeptm.runtime.preprocess import PREPROCESSORS
+
+    if artifact.task not in PREPROCESSORS:
         raise BackendError(f"{artifact.path}: task '{artifact.task}' has no predictor in this edgeptm")
-    return TextPredictor(artifact, open_backend(artifact, backend, threads))
+    return Predictor(artifact, open_backend(artifact, backend, threads))
 
 
-__all__ = ["Backend", "Prediction", "TextPredictor", "default_backend", "load", "open_backend"]
+__all__ = ["Backend", "Prediction", "Predictor", "TextPredictor", "default_backend", "load", "open_backend"]

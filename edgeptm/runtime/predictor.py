@@ -9,7 +9,7 @@ import numpy as np
 
 from edgeptm.artifacts import Artifact
 from edgeptm.runtime.base import Backend
-from edgeptm.runtime.tokenizer import load_text_tokenizer
+from edgeptm.runtime.preprocess import preprocessor_for
 
 
 @dataclass(frozen=True)
@@ -27,41 +27,56 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return exp / exp.sum(axis=-1, keepdims=True)
 
 
-class TextPredictor:
-    """Tokenize -> run -> softmax for a text-classification artifact."""
+class Predictor:
+    """Preprocess -> run -> softmax for a classification artifact (texts or images)."""
 
     def __init__(self, artifact: Artifact, backend: Backend, batch_size: int = 32) -> None:
         self.artifact = artifact
         self.backend = backend
         self.labels = artifact.labels
-        self.max_length = int(artifact.preprocessing["max_length"])
-        self.tokenizer = load_text_tokenizer(artifact.path / artifact.preprocessing["tokenizer"])
+        self.preprocessor = preprocessor_for(artifact)
         self.batch_size = batch_size
 
-    def encode(self, texts: Sequence[str], seq_len: int | None = None) -> dict[str, np.ndarray]:
-        """Token arrays for ``texts``: padded to the longest (or to exactly ``seq_len``)."""
-        encoded = self.tokenizer(texts, max_length=seq_len or self.max_length, pad_to=seq_len)
-        return {name: encoded[name] for name in self.backend.input_names}
+    def encode(self, inputs: Sequence[Any], seq_len: int | None = None) -> dict[str, np.ndarray]:
+        """The backend feed for ``inputs`` (token arrays, or a normalised NCHW image batch)."""
+        return self.preprocessor.encode(inputs, seq_len)
 
-    def logits(self, texts: Sequence[str]) -> np.ndarray:
+    def logits(self, inputs: Sequence[Any]) -> np.ndarray:
         chunks = []
-        for start in range(0, len(texts), self.batch_size):
-            feed = self.encode(texts[start : start + self.batch_size])
-            chunks.append(next(iter(self.backend.run(feed).values())))
+        for start in range(0, len(inputs), self.batch_size):
+            feed = self.encode(inputs[start : start + self.batch_size])
+            chunks.append(next(iter(self.backend.run(feed).values())).astype(np.float32, copy=False))
         return np.concatenate(chunks) if chunks else np.zeros((0, len(self.labels)), np.float32)
 
-    def predict(self, texts: Sequence[str]) -> list[Prediction]:
-        if isinstance(texts, str):
-            texts = [texts]
-        probs = softmax(self.logits(list(texts)).astype(np.float64))
+    def probabilities(self, inputs: Sequence[Any]) -> np.ndarray:
+        return softmax(self.logits(_as_list(inputs)).astype(np.float64))
+
+    def predict(self, inputs: Sequence[Any]) -> list[Prediction]:
+        """The best label and its probability for each input."""
+        probs = self.probabilities(inputs)
         best = probs.argmax(axis=-1)
         return [Prediction(self.labels[i], float(p[i])) for i, p in zip(best, probs)]
+
+    def top_k(self, inputs: Sequence[Any], k: int = 5) -> list[list[Prediction]]:
+        """The ``k`` most probable labels for each input, best first."""
+        probs = self.probabilities(inputs)
+        order = np.argsort(-probs, axis=-1, kind="stable")[:, :k]
+        return [[Prediction(self.labels[i], float(p[i])) for i in row] for row, p in zip(order, probs)]
 
     def close(self) -> None:
         self.backend.close()
 
-    def __enter__(self) -> "TextPredictor":
+    def __enter__(self) -> "Predictor":
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _as_list(inputs: Any) -> list[Any]:
+    from pathlib import Path
+
+    return [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
+
+
+TextPredictor = Predictor  # the name before images arrived

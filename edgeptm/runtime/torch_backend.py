@@ -1,4 +1,4 @@
-"""PyTorch eager backend for checkpoint artifacts (FP32, inference mode)."""
+"""PyTorch eager backend for checkpoint artifacts, text or image (FP32, inference mode)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from edgeptm.artifacts import Artifact
-from edgeptm.models.classifier import load_classifier
+from edgeptm.tasks import get_task
 
 
 class TorchBackend:
@@ -16,7 +16,7 @@ class TorchBackend:
         self.threads = threads
         if threads:
             torch.set_num_threads(threads)
-        self.model = load_classifier(artifact.path, artifact.manifest)
+        self.model = get_task(artifact.task).torch_model(artifact)
         self.input_names = [i["name"] for i in artifact.manifest["io"]["inputs"]]
         self.output_names = [o["name"] for o in artifact.manifest["io"]["outputs"]]
 

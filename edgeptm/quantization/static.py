@@ -1,0 +1,108 @@
+"""INT8 static quantization in QDQ form: activation ranges calibrated on real inputs ahead of time.
+
+QDQ (QuantizeLinear/DequantizeLinear pairs around each quantized op) is the form TensorRT consumes
+and the form ONNX Runtime's CPU provider turns into QLinear kernels; per-channel weight scales.
+Which op types get quantized is the model family's business (models/text.py, models/vision.py).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+
+CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+QDQ_OP_TYPES = ("QuantizeLinear", "DequantizeLinear")
+
+
+def _calibration_method(name: str) -> Any:
+    from onnxruntime.quantization import CalibrationMethod
+
+    return {
+        "minmax": CalibrationMethod.MinMax,
+        "entropy": CalibrationMethod.Entropy,
+        "percentile": CalibrationMethod.Percentile,
+    }[name]
+
+
+class _FeedReader:
+    """onnxruntime's CalibrationDataReader protocol over an iterator of feeds."""
+
+    def __init__(self, feeds: Iterable[dict[str, np.ndarray]]) -> None:
+        self._feeds: Iterator[dict[str, np.ndarray]] = iter(feeds)
+        self.batches = 0
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        feed = next(self._feeds, None)
+        if feed is not None:
+            self.batches += 1
+        return feed
+
+    def rewind(self) -> None:  # the protocol has it; a single pass is all the calibrators use
+        raise NotImplementedError
+
+
+def quantize_static_int8(
+    source: Path, target: Path, family: Any, settings: dict[str, Any], calibration: Any
+) -> dict[str, Any]:
+    import onnx
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    ops = list(family.static_quant_ops)
+    method = settings["calibration_method"]
+    staged = target.with_name("preprocessed.onnx")
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # the quantizer logs generic advice on the root logger
+    try:
+        # Shape inference plus ONNX Runtime's basic rewrites (Conv+BatchNorm folding, constant
+        # folding) first, so that the quantizer sees the graph that will actually run.
+        quant_pre_process(
+            str(source), str(staged), skip_symbolic_shape=family.ort_model_type is not None, auto_merge=True
+        )
+        reader = _FeedReader(calibration.feeds())
+        quantize_static(
+            str(staged),
+            str(target),
+            reader,
+            quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=ops,
+            per_channel=settings["per_channel"],
+            reduce_range=settings["reduce_range"],
+            activation_type=QuantType.QUInt8 if settings["activation_type"] == "uint8" else QuantType.QInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=_calibration_method(method),
+            extra_options={**family.static_extra_options, "DefaultTensorType": onnx.TensorProto.FLOAT},
+        )
+    finally:
+        root.setLevel(level)
+        staged.unlink(missing_ok=True)
+    onnx.checker.check_model(str(target))
+    graph = onnx.load(str(target), load_external_data=False)
+    counts: dict[str, int] = {}
+    quantized_ops: dict[str, int] = {}
+    dequantized = {n.output[0] for n in graph.graph.node if n.op_type == "DequantizeLinear"}
+    for node in graph.graph.node:
+        if node.op_type in QDQ_OP_TYPES:
+            counts[node.op_type] = counts.get(node.op_type, 0) + 1
+        elif any(i in dequantized for i in node.input):
+            quantized_ops[node.op_type] = quantized_ops.get(node.op_type, 0) + 1
+    return {
+        "tool": "onnxruntime.quantization.quantize_static (QDQ)",
+        "format": "QDQ",
+        "weight_type": "int8",
+        "activation_type": settings["activation_type"],
+        "op_types": ops,
+        "calibration": {
+            "method": method,
+            "samples": calibration.count,
+            "batches": reader.batches,
+            "source": calibration.source,
+        },
+        **{k: v for k, v in settings.items() if k not in ("calibration_method", "activation_type")},
+        "qdq_nodes": counts,
+        "ops_fed_by_dequantize": quantized_ops,
+    }

@@ -1,0 +1,106 @@
+"""Preprocessors: raw inputs (texts, image files) -> the numpy feed a backend runs.
+
+Built from the artifact's manifest (``preprocessing``), so the runtime applies exactly what
+evaluation applied. Neither imports torch: an application that serves an ONNX artifact needs only
+numpy, the tokenizer or Pillow, and the runtime.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from edgeptm.artifacts import Artifact
+
+FALLBACK_TEXT = "A thoughtful, well acted and quietly funny film that stays with you after the credits."
+
+
+class TextPreprocessor:
+    """Tokenize to int64 arrays, padded to the longest text (or to exactly ``seq_len``)."""
+
+    timed_compute = "model compute only: backend run on pre-tokenized int64 arrays padded to seq_len"
+    timed_end_to_end = "end to end: tokenization (padded to seq_len) + backend run + softmax"
+
+    def __init__(self, artifact: Artifact) -> None:
+        from edgeptm.runtime.tokenizer import load_text_tokenizer
+
+        self.artifact = artifact
+        self.input_names = [i["name"] for i in artifact.manifest["io"]["inputs"]]
+        self.max_length = int(artifact.preprocessing["max_length"])
+        self.tokenizer = load_text_tokenizer(artifact.path / artifact.preprocessing["tokenizer"])
+
+    def encode(self, texts: Sequence[str], seq_len: int | None = None) -> dict[str, np.ndarray]:
+        if isinstance(texts, str):
+            texts = [texts]
+        encoded = self.tokenizer(list(texts), max_length=seq_len or self.max_length, pad_to=seq_len)
+        return {name: encoded[name] for name in self.input_names}
+
+    def sample_inputs(self, n: int) -> list[str]:
+        """Real sentences from the artifact's validation data, so tokens look like production's."""
+        texts: list[str] = []
+        if self.artifact.has_file("val_data"):
+            from edgeptm.data.text import artifact_val_data
+
+            texts = artifact_val_data(self.artifact).texts[:n]
+        texts = texts or [FALLBACK_TEXT]
+        return [texts[i % len(texts)] for i in range(n)]
+
+
+class ImagePreprocessor:
+    """Decode -> RGB -> resize shorter side -> centre crop -> scale, normalise -> NCHW float32.
+
+    Inputs are image files (paths), PIL images, or HxWxC uint8 arrays (RGB).
+    """
+
+    timed_compute = "model compute only: backend run on a preprocessed float32 NCHW batch"
+    timed_end_to_end = "end to end: image decode + resize/crop/normalise + backend run + softmax"
+
+    def __init__(self, artifact: Artifact) -> None:
+        from edgeptm.data.images import ImagePreprocessing
+
+        self.artifact = artifact
+        self.input_names = [i["name"] for i in artifact.manifest["io"]["inputs"]]
+        record = {k: v for k, v in artifact.preprocessing.items() if k != "type"}
+        self.prep = ImagePreprocessing.from_record(record)
+
+    def array(self, image: Any) -> np.ndarray:
+        from PIL import Image
+
+        if isinstance(image, (str, Path)):
+            return self.prep.load(image)
+        if isinstance(image, np.ndarray):
+            image = Image.fromarray(image)
+        return self.prep.array(image)
+
+    def encode(self, images: Sequence[Any], seq_len: int | None = None) -> dict[str, np.ndarray]:
+        if isinstance(images, (str, Path)):
+            images = [images]
+        batch = np.stack([self.array(image) for image in images]).astype(np.float32, copy=False)
+        return {self.input_names[0]: batch}
+
+    def sample_inputs(self, n: int) -> list[Any]:
+        """Images from the artifact's validation data; a fixed pseudo-random image without it."""
+        images: list[Any] = []
+        if self.artifact.has_file("val_data"):
+            from edgeptm.data.images import read_image_list
+
+            images = [p for p in read_image_list(self.artifact.file("val_data")).paths[:n] if Path(p).is_file()]
+        if not images:
+            size = int(self.artifact.preprocessing["resize"])
+            rng = np.random.default_rng(0)
+            images = [rng.integers(0, 256, (size, size, 3), dtype=np.uint8)]
+        return [images[i % len(images)] for i in range(n)]
+
+
+PREPROCESSORS = {"text-classification": TextPreprocessor, "image-classification": ImagePreprocessor}
+
+
+def preprocessor_for(artifact: Artifact) -> Any:
+    from edgeptm.errors import BackendError
+
+    try:
+        return PREPROCESSORS[artifact.task](artifact)
+    except KeyError:
+        raise BackendError(f"{artifact.path}: task '{artifact.task}' has no predictor in this edgeptm") from None

@@ -1,0 +1,145 @@
+"""Text classification: labelled sentences in, a tokenizer-carrying checkpoint out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from edgeptm.artifacts import Artifact
+from edgeptm.data.text import TextDataset, artifact_val_data, read_text_table
+
+
+class TextRecipe:
+    """The text-specific half of fine-tuning: tokenized batches, evaluation, what the artifact holds."""
+
+    def __init__(self, spec: Any, opts: Any, train: TextDataset, val: TextDataset, labels: list[str]) -> None:
+        from edgeptm.models.text import input_names_for
+
+        self.opts, self.train, self.val, self.labels = opts, train, val, labels
+        self.tokenizer = spec.load_tokenizer()
+        self.names = input_names_for(self.tokenizer)
+        self.model = spec.build(len(labels))
+        self.encoded = self.tokenizer(train.texts, truncation=True, max_length=opts.max_length)
+
+    def freeze(self) -> None:
+        """Train the head only, on the encoder's own pooling."""
+        self.model.encoder.requires_grad_(False)
+
+    def train_mode(self, frozen: bool) -> None:
+        self.model.train()
+        if frozen:
+            self.model.encoder.eval()  # a frozen encoder is a fixed feature extractor: no dropout
+
+    def batch(self, idx: list[int]) -> list[Any]:
+        features = [{name: self.encoded[name][i] for name in self.names} for i in idx]
+        padded = self.tokenizer.pad(features, padding="longest", return_tensors="pt")
+        return [padded[name] for name in self.names]
+
+    def eval_logits(self, batch_size: int = 64) -> Any:
+        import numpy as np
+        import torch
+
+        self.model.eval()
+        chunks = []
+        with torch.inference_mode():
+            for start in range(0, len(self.val), batch_size):
+                enc = self.tokenizer(
+                    self.val.texts[start : start + batch_size],
+                    padding="longest",
+                    truncation=True,
+                    max_length=self.opts.max_length,
+                    return_tensors="pt",
+                )
+                chunks.append(self.model(*[enc[name] for name in self.names]).float().numpy())
+        return np.concatenate(chunks)
+
+    def write(self, writer: Any) -> dict[str, Any]:
+        """Save what the artifact needs besides the weights; returns the manifest's task parts."""
+        model, labels = self.model, self.labels
+        model.encoder.config.save_pretrained(writer.dir / "encoder")
+        writer.add("encoder_config", "encoder/config.json")
+        self.tokenizer.save_pretrained(writer.dir / "tokenizer")
+        for file in sorted((writer.dir / "tokenizer").iterdir()):
+            writer.add(f"tokenizer/{file.name}", f"tokenizer/{file.name}")
+        self.val.to_jsonl(writer.add("val_data", "val.jsonl"))
+        calibration_sample(self.train, self.opts.seed).to_jsonl(writer.add("calib_data", "calib.jsonl"))
+        seq_axes = ["batch", "sequence"]
+        return {
+            "task": "text-classification",
+            "model": {
+                "source": self.opts.model,
+                "architecture": "text-classifier",
+                "encoder_type": model.encoder.config.model_type,
+                "encoder_config": "encoder",
+                "pooling": model.pooling,
+                "hidden_size": model.encoder.config.hidden_size,
+                "num_attention_heads": model.encoder.config.num_attention_heads,
+                "parameters": sum(p.numel() for p in model.parameters()),
+            },
+            "io": {
+                "inputs": [{"name": n, "dtype": "int64", "shape": seq_axes} for n in self.names],
+                "outputs": [{"name": "logits", "dtype": "float32", "shape": ["batch", len(labels)]}],
+            },
+            "preprocessing": {
+                "tokenizer": "tokenizer",
+                "max_length": self.opts.max_length,
+                "padding": "longest",
+                "truncation": True,
+            },
+        }
+
+
+CALIBRATION_SAMPLES = 512  # training inputs kept in the checkpoint for static INT8 calibration
+
+
+def calibration_sample(train: Any, seed: int) -> Any:
+    """A seeded sample of training inputs, carried by the checkpoint so that quantize can
+    calibrate on *training* data (never on the validation data it then scores)."""
+    import random
+
+    order = list(range(len(train)))
+    random.Random(seed + 1).shuffle(order)
+    return train.subset(sorted(order[:CALIBRATION_SAMPLES]))
+
+
+class TextClassification:
+    name = "text-classification"
+    input_kind = "texts"
+
+    def inputs_of(self, data: Any) -> list[str]:
+        """The raw inputs of a dataset, as the Predictor takes them."""
+        return list(data.texts)
+
+    def read_data(self, path: str | Path, opts: Any) -> TextDataset:
+        return read_text_table(path, opts.text_column, opts.label_column)
+
+    def val_data(self, artifact: Artifact) -> TextDataset:
+        return artifact_val_data(artifact)
+
+    def calibration_inputs(self, artifact: Artifact) -> list[str] | None:
+        if not artifact.has_file("calib_data"):
+            return None
+        return read_text_table(artifact.file("calib_data"), "text", "label").texts
+
+    def read_calibration_dir(self, path: str | Path) -> list[str]:
+        return read_text_table(path, "text", "label").texts
+
+    def recipe(self, spec: Any, opts: Any, train: TextDataset, val: TextDataset, labels: list[str]) -> TextRecipe:
+        return TextRecipe(spec, opts, train, val, labels)
+
+    def torch_model(self, artifact: Artifact, for_export: bool = False) -> Any:
+        from edgeptm.models.classifier import load_classifier
+
+        # Eager attention for export: the graph shape ONNX Runtime's attention fusion recognises.
+        return load_classifier(artifact.path, artifact.manifest, attn_implementation="eager" if for_export else "sdpa")
+
+    def dynamic_axes(self, artifact: Artifact) -> dict[str, dict[int, str]]:
+        return {i["name"]: {0: "batch", 1: "sequence"} for i in artifact.manifest["io"]["inputs"]}
+
+    def family(self, artifact: Artifact) -> Any:
+        from edgeptm.models.text import family_of
+
+        return family_of(artifact.manifest["model"]["encoder_type"])
+
+
+TEXT_CLASSIFICATION = TextClassification()
