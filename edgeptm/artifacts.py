@@ -247,9 +247,7 @@ class ArtifactWriter:
         path.parent.mkdir(parents=True, exist_ok=True)
         return path
 
-    def carry(
-        self, source: Artifact, prefixes: tuple[str, ...] = ("tokenizer/", "val_data", "calib_data")
-    ) -> None:
+    def carry(self, source: Artifact, prefixes: tuple[str, ...] = ("tokenizer/", "val_data", "calib_data")) -> None:
         """Copy the parent's files whose roles start with ``prefixes`` (tokenizer, validation and
         calibration data)."""
         for role, entry in sorted(source.manifest["files"].items()):

@@ -51,6 +51,7 @@ class FinetuneOptions:
     resume: bool = False
     val_fraction: float = 0.1  # held out of --train when --val is absent
     train_limit: int | None = None  # use only the first N training rows (after a seeded shuffle)
+    val_limit: int | None = None  # score on a seeded subset of N validation rows
     weight_decay: float = 0.01
     warmup_ratio: float = 0.06
     checkpoint_every: int = 200  # optimizer steps between resumable checkpoints
@@ -74,8 +75,10 @@ class FinetuneOptions:
             raise UsageError(f"--lr must be in (0, 1), got {self.lr}")
         if not 0 < self.val_fraction < 1:
             raise UsageError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
-        if self.train_limit is not None and self.train_limit < 1:
-            raise UsageError(f"--train-limit must be >= 1, got {self.train_limit}")
+        for name in ("train_limit", "val_limit"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise UsageError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
 
 
 def _load_data(opts: FinetuneOptions, task: Any) -> tuple[Any, Any, str]:
@@ -86,12 +89,10 @@ def _load_data(opts: FinetuneOptions, task: Any) -> tuple[Any, Any, str]:
     else:
         train, val = seeded_split(train, opts.val_fraction, opts.seed)
         how = f"seeded split of --train ({opts.val_fraction:.0%} held out, seed {opts.seed})"
-    if opts.train_limit and opts.train_limit < len(train):
-        import random
-
-        order = list(range(len(train)))
-        random.Random(opts.seed).shuffle(order)
-        train = train.subset(sorted(order[: opts.train_limit]))
+    train = _seeded_subset(train, opts.train_limit, opts.seed)
+    if opts.val_limit and opts.val_limit < len(val):
+        val = _seeded_subset(val, opts.val_limit, opts.seed)
+        how += f", a seeded subset of {opts.val_limit}"
     labels = train.label_set()
     if len(labels) < 2:
         raise UsageError(
@@ -99,6 +100,16 @@ def _load_data(opts: FinetuneOptions, task: Any) -> tuple[Any, Any, str]:
         )
     val.check_labels(labels)
     return train, val, how
+
+
+def _seeded_subset(data: Any, limit: int | None, seed: int) -> Any:
+    if not limit or limit >= len(data):
+        return data
+    import random
+
+    order = list(range(len(data)))
+    random.Random(seed).shuffle(order)
+    return data.subset(sorted(order[:limit]))
 
 
 def _fingerprint(opts: FinetuneOptions) -> dict[str, Any]:
@@ -115,6 +126,7 @@ def _fingerprint(opts: FinetuneOptions) -> dict[str, Any]:
         "seed",
         "val_fraction",
         "train_limit",
+        "val_limit",
         "weight_decay",
         "warmup_ratio",
         "image_size",

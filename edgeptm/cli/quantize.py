@@ -9,13 +9,13 @@ from edgeptm.cli.common import force_option, options, out_option, profile_option
 @click.argument("onnx_artifact", type=click.Path())
 @click.option(
     "--mode",
-    type=click.Choice(["dynamic-int8"]),
+    type=click.Choice(["dynamic-int8", "static-int8", "fp16"]),
     default=None,
-    help="Quantization mode [default: profile's, else dynamic-int8].",
+    help="Quantization mode [default: profile's, else dynamic-int8 for text, static-int8 (QDQ) for images].",
 )
 @click.option(
     "--val",
-    type=click.Path(dir_okay=False),
+    type=click.Path(),
     default=None,
     help="Labelled data to measure accuracy on [default: the split the artifact carries].",
 )
@@ -32,6 +32,23 @@ from edgeptm.cli.common import force_option, options, out_option, profile_option
     default=None,
     help="Weight scales per output channel or one per tensor [default: per channel].",
 )
+@click.option(
+    "--calib",
+    type=click.Path(exists=True),
+    default=None,
+    help="static-int8: calibration inputs (an image folder, or a data file) [default: the training sample "
+    "the artifact carries].",
+)
+@click.option(
+    "--calib-samples", type=click.IntRange(min=1), default=None, help="static-int8: calibration inputs [default: 256]."
+)
+@click.option(
+    "--calib-method",
+    type=click.Choice(["minmax", "entropy", "percentile"]),
+    default=None,
+    help="static-int8: how activation ranges are set [default: minmax].",
+)
+@click.option("--fp16-io", is_flag=True, help="fp16: float16 inputs and outputs too [default: float32 at the edges].")
 @options(profile_option, out_option, force_option)
 def command(onnx_artifact: str, out: str, force: bool, **kwargs) -> None:
     """Quantize ONNX_ARTIFACT; records accuracy and its delta from the parent."""
@@ -40,6 +57,9 @@ def command(onnx_artifact: str, out: str, force: bool, **kwargs) -> None:
     artifact = quantize(onnx_artifact, out, QuantizeOptions(**kwargs), force=force)
     m = artifact.metrics
     click.echo(f"{artifact.manifest['quantization']['mode']}: {artifact.path}")
+    if m.get("accuracy") is None:
+        click.echo("accuracy not measured (no labelled data; pass --val)")
+        return
     click.echo(
         f"val accuracy {m['accuracy']:.4f} (parent {m['parent_accuracy']:.4f}, "
         f"{m['accuracy_delta_points']:+.2f} points) on {m['val_samples']} samples"

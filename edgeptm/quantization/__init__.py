@@ -33,7 +33,6 @@ MODES: dict[str, tuple[Callable[..., dict[str, Any]], str]] = {
 }
 # Image models default to static QDQ (dynamic INT8 makes convolutions slower); text to dynamic.
 DEFAULT_MODE = {"text-classification": "dynamic-int8", "image-classification": "static-int8"}
-CALIBRATION_BATCH = 8
 
 
 @dataclass
@@ -54,7 +53,11 @@ class QuantizeOptions:
 
 @dataclass
 class Calibration:
-    """Calibration inputs, fed through the artifact's own preprocessing in small batches."""
+    """Calibration inputs, fed one at a time through the artifact's own preprocessing.
+
+    One input per feed, texts padded to the model's max length: the histogram calibrators
+    (entropy, percentile) stack every feed of a tensor, so all feeds must have one shape.
+    """
 
     inputs: list[Any]
     preprocessor: Any
@@ -65,8 +68,9 @@ class Calibration:
         return len(self.inputs)
 
     def feeds(self) -> Iterator[dict[str, Any]]:
-        for start in range(0, len(self.inputs), CALIBRATION_BATCH):
-            yield self.preprocessor.encode(self.inputs[start : start + CALIBRATION_BATCH])
+        fixed = getattr(self.preprocessor, "max_length", None)
+        for item in self.inputs:
+            yield self.preprocessor.encode([item], fixed)
 
 
 def _calibration(artifact: Artifact, task: Any, options: QuantizeOptions, section: Any) -> Calibration:

@@ -12,16 +12,18 @@ from typing import Any
 
 def convert_fp16(source: Path, target: Path, family: Any, settings: dict[str, Any], calibration: Any) -> dict[str, Any]:
     import onnx
-    from onnxruntime.transformers.float16 import convert_float_to_float16
+    from onnxruntime.transformers.onnx_model import OnnxModel
 
-    model = onnx.load(str(source))
     keep_io = not settings["fp16_io"]
-    converted = convert_float_to_float16(model, keep_io_types=keep_io, disable_shape_infer=False)
+    wrapper = OnnxModel(onnx.load(str(source)))
+    wrapper.convert_float_to_float16(keep_io_types=keep_io)
+    wrapper.topological_sort()  # the converter appends its input casts after the nodes that read them
+    converted = wrapper.model
     onnx.save(converted, str(target))
     onnx.checker.check_model(str(target))
     floats = sum(1 for t in converted.graph.initializer if t.data_type == onnx.TensorProto.FLOAT16)
     return {
-        "tool": "onnxruntime.transformers.float16.convert_float_to_float16",
+        "tool": "onnxruntime.transformers OnnxModel.convert_float_to_float16",
         "io_types": "float32 (casts at the edges)" if keep_io else "float16",
         "fp16_initializers": floats,
     }

@@ -62,6 +62,7 @@ class ImagePreprocessor:
 
         self.artifact = artifact
         self.input_names = [i["name"] for i in artifact.manifest["io"]["inputs"]]
+        self.dtype = np.dtype(artifact.manifest["io"]["inputs"][0]["dtype"])  # float16 for --fp16-io graphs
         record = {k: v for k, v in artifact.preprocessing.items() if k != "type"}
         self.prep = ImagePreprocessing.from_record(record)
 
@@ -77,7 +78,7 @@ class ImagePreprocessor:
     def encode(self, images: Sequence[Any], seq_len: int | None = None) -> dict[str, np.ndarray]:
         if isinstance(images, (str, Path)):
             images = [images]
-        batch = np.stack([self.array(image) for image in images]).astype(np.float32, copy=False)
+        batch = np.stack([self.array(image) for image in images]).astype(self.dtype, copy=False)
         return {self.input_names[0]: batch}
 
     def sample_inputs(self, n: int) -> list[Any]:
