@@ -100,6 +100,10 @@ def open_artifact(path: str | os.PathLike[str], verify: bool = True) -> Artifact
     """Read an artifact directory; with ``verify`` check every file against its checksum."""
     root = Path(path)
     if not root.exists():
+        from edgeptm.models.pretrained import names_a_model, pretrained_artifact
+
+        if names_a_model(str(path)):  # a registered model used as-is: materialised once, then cached
+            return pretrained_artifact(str(path))
         raise ArtifactError(f"{root}: no such artifact directory")
     if not root.is_dir():
         if root.suffix.lower() == ".onnx":

@@ -40,3 +40,18 @@ def evaluate_predictor(predictor, texts: Sequence[str], labels: Sequence[str]) -
     index = {name: i for i, name in enumerate(predictor.labels)}
     logits = predictor.logits(list(texts))
     return classification_metrics(logits, [index[label] for label in labels], len(predictor.labels))
+
+
+def output_agreement(expected: np.ndarray, got: np.ndarray) -> dict[str, float]:
+    """How closely one model's outputs follow another's on the same inputs (logits or vectors):
+    max |difference|, mean and worst per-sample cosine similarity, and top-1 agreement."""
+    a, b = expected.astype(np.float64), got.astype(np.float64)
+    norms = np.maximum(np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1), 1e-12)
+    cosine = (a * b).sum(-1) / norms
+    return {
+        "max_abs_diff": float(np.abs(a - b).max()) if a.size else 0.0,
+        "mean_cosine": float(cosine.mean()) if len(cosine) else 1.0,
+        "min_cosine": float(cosine.min()) if len(cosine) else 1.0,
+        "top1_agreement": float((a.argmax(-1) == b.argmax(-1)).mean()) if len(a) else 1.0,
+        "samples": int(len(a)),
+    }

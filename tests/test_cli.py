@@ -63,8 +63,9 @@ def test_predict_json_same_for_checkpoint_and_onnx(tiny_checkpoint, tiny_onnx):
         result = run("predict", artifact.path, *texts, "--json")
         assert result.exit_code == 0, result.output
         rows = json.loads(result.output)
-        assert [set(r) for r in rows] == [{"label", "score"}] * 2
-        outputs.append(rows)
+        assert [r["input"] for r in rows] == texts
+        assert [[set(p) for p in r["predictions"]] for r in rows] == [[{"label", "score"}]] * 2
+        outputs.append([r["predictions"][0] for r in rows])
     assert [r["label"] for r in outputs[0]] == [r["label"] for r in outputs[1]]
     plain = run("predict", tiny_onnx.path, texts[0])
     assert plain.output.split("\t")[0] in ("negative", "positive")

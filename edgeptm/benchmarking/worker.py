@@ -21,11 +21,8 @@ def serve(conn: Any, config: dict[str, Any]) -> None:
 
 
 def _serve(conn: Any, config: dict[str, Any]) -> None:
-    import numpy as np
-
     from edgeptm.artifacts import open_artifact
     from edgeptm.runtime import load
-    from edgeptm.runtime.predictor import softmax
 
     started = time.perf_counter()
     artifact = open_artifact(config["path"])
@@ -40,7 +37,7 @@ def _serve(conn: Any, config: dict[str, Any]) -> None:
     if config["end_to_end"]:
 
         def call() -> None:
-            softmax(next(iter(run(predictor.encode(inputs, seq_len)).values())).astype(np.float64))
+            predictor.postprocess(next(iter(run(predictor.encode(inputs, seq_len)).values())))
     else:
 
         def call() -> None:

@@ -16,7 +16,11 @@ from edgeptm.cli.common import force_option, options, out_option, profile_option
 @click.option("--atol", type=float, default=None, help="Max |logit difference| vs PyTorch [default: the model's].")
 @options(profile_option, out_option, force_option)
 def command(checkpoint: str, out: str, force: bool, **kwargs) -> None:
-    """Export CHECKPOINT to ONNX (dynamic batch and sequence), validated against PyTorch."""
+    """Export CHECKPOINT to ONNX (dynamic batch, and sequence for text), validated against PyTorch.
+
+    CHECKPOINT is an artifact directory, or a registered model name (e.g. efficientnet-lite0,
+    minilm-l6) to export the pretrained model as-is.
+    """
     from edgeptm.exporter import ExportOptions, export
 
     artifact = export(checkpoint, out, ExportOptions(**kwargs), force=force)
@@ -26,7 +30,8 @@ def command(checkpoint: str, out: str, force: bool, **kwargs) -> None:
         f"onnx: {artifact.path} (opset {e['opset']}; fused: "
         f"{', '.join(f'{k} x{n}' for k, n in fused.items()) or 'none'})"
     )
+    accuracy = f"val accuracy {m['accuracy']:.4f}" if m.get("accuracy") is not None else "no labelled data"
     click.echo(
-        f"vs PyTorch: max |logit diff| {v['max_abs_diff']:.2e} (tolerance {v['atol']:g}), label agreement "
-        f"{v['label_agreement']:.3f} on {v['samples']} samples; val accuracy {m['accuracy']:.4f}"
+        f"vs PyTorch: max |output diff| {v['max_abs_diff']:.2e} (tolerance {v['atol']:g}), min cosine "
+        f"{v['min_cosine']:.6f}, top-1 agreement {v['label_agreement']:.3f} on {v['samples']} samples; {accuracy}"
     )

@@ -8,20 +8,34 @@ from edgeptm.cli.common import echo_json, threads_option
 @click.command(name="predict")
 @click.argument("artifact", type=click.Path())
 @click.argument("inputs", nargs=-1, required=True)
-@click.option("--top-k", type=click.IntRange(min=1), default=1, show_default=True, help="Labels per input.")
+@click.option(
+    "--top-k", type=click.IntRange(min=1), default=None, help="Labels per input [default: 1; 5 for ImageNet models]."
+)
 @click.option("--json", "as_json", is_flag=True, help='Print [{"input": ..., "predictions": [{"label", "score"}]}].')
 @click.option("--backend", default=None, help="Runtime [default: by artifact kind: torch or onnxruntime].")
 @threads_option
 def command(
-    artifact: str, inputs: tuple[str, ...], top_k: int, as_json: bool, backend: str | None, threads: int | None
+    artifact: str,
+    inputs: tuple[str, ...],
+    top_k: int | None,
+    as_json: bool,
+    backend: str | None,
+    threads: int | None,
 ) -> None:
     """Classify INPUTS (texts, or image files for an image model) with ARTIFACT.
 
     Preprocessing (tokenization, or decode/resize/crop/normalise), inference and softmax included.
+    ARTIFACT may also name a registered model to use it as pretrained: `efficientnet-lite0
+    photo.jpg` gives ImageNet labels; `minilm-l6 TEXT...` gives sentence vectors (one text) or
+    the cosine similarity of every pair (several).
     """
     import edgeptm
 
     with edgeptm.load(artifact, backend=backend, threads=threads) as predictor:
+        if predictor.artifact.task == "feature-extraction":
+            _embeddings(predictor, list(inputs), as_json)
+            return
+        top_k = top_k or (5 if len(predictor.labels) >= 100 else 1)
         ranked = predictor.top_k(list(inputs), top_k)
     if as_json:
         echo_json([{"input": i, "predictions": [p.as_dict() for p in row]} for i, row in zip(inputs, ranked)])
@@ -33,3 +47,26 @@ def command(
         click.echo(item)
         for rank, p in enumerate(row, start=1):
             click.echo(f"  {rank}. {p.label}\t{p.score:.4f}")
+
+
+def _embeddings(predictor, texts: list[str], as_json: bool) -> None:
+    vectors = predictor.embed(texts)
+    similarity = predictor.similarity(texts) if len(texts) > 1 else None
+    if as_json:
+        data = {"texts": texts, "embeddings": vectors.tolist()}
+        if similarity is not None:
+            data["cosine_similarity"] = similarity.round(6).tolist()
+        echo_json(data)
+        return
+    if similarity is None:
+        v = vectors[0]
+        head = ", ".join(f"{x:.4f}" for x in v[:8])
+        click.echo(f"{len(v)} dims, L2 norm {float((v.astype('float64') ** 2).sum() ** 0.5):.4f}: [{head}, ...]")
+        click.echo("(--json prints the whole vector; give several texts for their cosine similarities)")
+        return
+    from edgeptm.cli.common import table
+
+    names = [f"[{i}]" for i in range(len(texts))]
+    for name, text in zip(names, texts):
+        click.echo(f"{name} {text}")
+    click.echo(table(["cosine", *names], [[n, *[f"{x:.4f}" for x in row]] for n, row in zip(names, similarity)]))

@@ -130,10 +130,11 @@ def quantize(
     source: str | Path | Artifact, out: str | Path, options: QuantizeOptions | None = None, force: bool = False
 ) -> Artifact:
     """Quantize an ONNX artifact; fail without writing if accuracy drops more than allowed."""
-    from edgeptm.metrics import evaluate_predictor
+    from edgeptm.metrics import output_agreement
     from edgeptm.runtime import load
     from edgeptm.runtime.ort_backend import OrtBackend
-    from edgeptm.runtime.predictor import Predictor
+    from edgeptm.runtime.predictor import predictor_for
+    from edgeptm.runtime.preprocess import preprocessor_for
 
     options = options or QuantizeOptions()
     out = Path(out)
@@ -187,18 +188,30 @@ def quantize(
             "quantization": {"mode": mode, **record},
             "profile": profile.record() if profile else None,
         }
-        if validation is None:
-            manifest["metrics"] = {"accuracy": None, "note": "no labelled data: pass --val to measure accuracy"}
-            log.warning("%s: no labelled data to measure accuracy on; pass --val", artifact.path)
-            return writer.finish("onnx", manifest)
-        data, data_how = validation
-        data.to_jsonl(writer.add("val_data", "val.jsonl"))
-        inputs = task.inputs_of(data)
+        staged = writer.preview("onnx", manifest)
+        if validation is not None:
+            data, data_how = validation
+            data.to_jsonl(writer.add("val_data", "val.jsonl"))
+            inputs, labels = task.inputs_of(data), data.labels
+        else:
+            source_inputs = calibration.inputs if calibration else preprocessor_for(artifact).sample_inputs(32)
+            inputs, labels, data_how = source_inputs, None, "no labelled data: calibration or sample inputs"
         with load(artifact) as parent_predictor:
-            parent = evaluate_predictor(parent_predictor, inputs, data.labels)
-        quantized_artifact = writer.preview("onnx", manifest)
-        with Predictor(quantized_artifact, OrtBackend(quantized_artifact)) as predictor:
-            metrics = evaluate_predictor(predictor, inputs, data.labels)
+            parent_out = parent_predictor.logits(inputs)
+        with predictor_for(staged, OrtBackend(staged)) as predictor:
+            out_q = predictor.logits(inputs)
+        manifest["fidelity"] = {**output_agreement(parent_out, out_q), "against": "parent fp32 ONNX", "on": data_how}
+        if labels is None:
+            manifest["metrics"] = {"accuracy": None, "note": "no labelled data; see 'fidelity' (pass --val)"}
+            log.info(
+                "%s: no labelled data; outputs vs parent: mean cosine %.5f, min %.5f",
+                mode,
+                manifest["fidelity"]["mean_cosine"],
+                manifest["fidelity"]["min_cosine"],
+            )
+            return writer.finish("onnx", manifest)
+        parent = _score(parent_out, labels, artifact.labels)
+        metrics = _score(out_q, labels, artifact.labels)
         delta = check_accuracy_drop(mode, parent, metrics, max_drop)
         manifest["metrics"] = {
             "accuracy": metrics["accuracy"],
@@ -211,6 +224,13 @@ def quantize(
             "measured_with": "onnxruntime-cpu",
         }
         return writer.finish("onnx", manifest)
+
+
+def _score(logits: Any, labels: list[str], names: list[str]) -> dict[str, Any]:
+    from edgeptm.metrics import classification_metrics
+
+    index = {name: i for i, name in enumerate(names)}
+    return classification_metrics(logits, [index[label] for label in labels], len(names))
 
 
 def _io_with_precision(io: dict[str, Any], mode: str, fp16_io: bool) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from pathlib import Path
 from edgeptm.artifacts import Artifact, open_artifact
 from edgeptm.errors import BackendError
 from edgeptm.runtime.base import Backend, default_backend, open_backend
-from edgeptm.runtime.predictor import Prediction, Predictor, TextPredictor
+from edgeptm.runtime.predictor import EmbeddingPredictor, Prediction, Predictor, TextPredictor, predictor_for
 
 
 def load(path: str | Path | Artifact, backend: str | None = None, threads: int | None = None) -> Predictor:
@@ -22,7 +22,16 @@ def load(path: str | Path | Artifact, backend: str | None = None, threads: int |
 
     if artifact.task not in PREPROCESSORS:
         raise BackendError(f"{artifact.path}: task '{artifact.task}' has no predictor in this edgeptm")
-    return Predictor(artifact, open_backend(artifact, backend, threads))
+    return predictor_for(artifact, open_backend(artifact, backend, threads))
 
 
-__all__ = ["Backend", "Prediction", "Predictor", "TextPredictor", "default_backend", "load", "open_backend"]
+__all__ = [
+    "Backend",
+    "EmbeddingPredictor",
+    "Prediction",
+    "Predictor",
+    "TextPredictor",
+    "default_backend",
+    "load",
+    "open_backend",
+]

@@ -48,8 +48,11 @@ class Predictor:
             chunks.append(next(iter(self.backend.run(feed).values())).astype(np.float32, copy=False))
         return np.concatenate(chunks) if chunks else np.zeros((0, len(self.labels)), np.float32)
 
+    def postprocess(self, outputs: np.ndarray) -> np.ndarray:
+        return softmax(outputs.astype(np.float64))
+
     def probabilities(self, inputs: Sequence[Any]) -> np.ndarray:
-        return softmax(self.logits(_as_list(inputs)).astype(np.float64))
+        return self.postprocess(self.logits(_as_list(inputs)))
 
     def predict(self, inputs: Sequence[Any]) -> list[Prediction]:
         """The best label and its probability for each input."""
@@ -77,6 +80,36 @@ def _as_list(inputs: Any) -> list[Any]:
     from pathlib import Path
 
     return [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
+
+
+class EmbeddingPredictor(Predictor):
+    """Tokenize -> run -> sentence vectors (L2-normalised when the model says so)."""
+
+    def postprocess(self, outputs: np.ndarray) -> np.ndarray:
+        return outputs
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """One vector per text, float32, shape (n, hidden)."""
+        return self.logits(_as_list(texts))
+
+    def similarity(self, texts: Sequence[str]) -> np.ndarray:
+        """Cosine similarity between every pair of ``texts``."""
+        vectors = self.embed(texts).astype(np.float64)
+        vectors /= np.maximum(np.linalg.norm(vectors, axis=-1, keepdims=True), 1e-12)
+        return vectors @ vectors.T
+
+    def predict(self, inputs: Sequence[Any]) -> list[Prediction]:
+        raise TypeError("a feature-extraction model has no labels: use embed() or similarity()")
+
+    def top_k(self, inputs: Sequence[Any], k: int = 5) -> list[list[Prediction]]:
+        raise TypeError("a feature-extraction model has no labels: use embed() or similarity()")
+
+
+PREDICTORS = {"feature-extraction": EmbeddingPredictor}
+
+
+def predictor_for(artifact: Artifact, backend: Backend) -> Predictor:
+    return PREDICTORS.get(artifact.task, Predictor)(artifact, backend)
 
 
 TextPredictor = Predictor  # the name before images arrived

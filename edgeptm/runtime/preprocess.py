@@ -14,14 +14,24 @@ import numpy as np
 
 from edgeptm.artifacts import Artifact
 
-FALLBACK_TEXT = "A thoughtful, well acted and quietly funny film that stays with you after the credits."
+# Stand-ins when an artifact carries no data (a model used as-is): varied in length and topic.
+FALLBACK_TEXTS = (
+    "A thoughtful, well acted and quietly funny film that stays with you after the credits.",
+    "The train to the airport leaves every twenty minutes from platform four.",
+    "Quarterly revenue grew four percent, driven by subscriptions in Europe.",
+    "Mix the flour and butter, then add cold water until the dough holds together.",
+    "The patient reported mild headaches and was advised to drink more water.",
+    "Is there a way to reset my password without the old email address?",
+    "Rain is expected tonight.",
+    "The committee postponed its decision on the new bridge until the spring session.",
+)
 
 
 class TextPreprocessor:
     """Tokenize to int64 arrays, padded to the longest text (or to exactly ``seq_len``)."""
 
     timed_compute = "model compute only: backend run on pre-tokenized int64 arrays padded to seq_len"
-    timed_end_to_end = "end to end: tokenization (padded to seq_len) + backend run + softmax"
+    timed_end_to_end = "end to end: tokenization (padded to seq_len) + backend run + postprocessing"
 
     def __init__(self, artifact: Artifact) -> None:
         from edgeptm.runtime.tokenizer import load_text_tokenizer
@@ -44,7 +54,7 @@ class TextPreprocessor:
             from edgeptm.data.text import artifact_val_data
 
             texts = artifact_val_data(self.artifact).texts[:n]
-        texts = texts or [FALLBACK_TEXT]
+        texts = texts or list(FALLBACK_TEXTS)
         return [texts[i % len(texts)] for i in range(n)]
 
 
@@ -55,7 +65,7 @@ class ImagePreprocessor:
     """
 
     timed_compute = "model compute only: backend run on a preprocessed float32 NCHW batch"
-    timed_end_to_end = "end to end: image decode + resize/crop/normalise + backend run + softmax"
+    timed_end_to_end = "end to end: image decode + resize/crop/normalise + backend run + postprocessing"
 
     def __init__(self, artifact: Artifact) -> None:
         from edgeptm.data.images import ImagePreprocessing
@@ -95,7 +105,11 @@ class ImagePreprocessor:
         return [images[i % len(images)] for i in range(n)]
 
 
-PREPROCESSORS = {"text-classification": TextPreprocessor, "image-classification": ImagePreprocessor}
+PREPROCESSORS = {
+    "text-classification": TextPreprocessor,
+    "feature-extraction": TextPreprocessor,
+    "image-classification": ImagePreprocessor,
+}
 
 
 def preprocessor_for(artifact: Artifact) -> Any:

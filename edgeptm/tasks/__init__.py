@@ -17,6 +17,7 @@ from edgeptm.errors import UsageError
 TASKS: dict[str, str] = {
     "text-classification": "edgeptm.tasks.text:TEXT_CLASSIFICATION",
     "image-classification": "edgeptm.tasks.image:IMAGE_CLASSIFICATION",
+    "feature-extraction": "edgeptm.tasks.embedding:FEATURE_EXTRACTION",
 }
 
 

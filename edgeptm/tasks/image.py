@@ -149,8 +149,10 @@ class ImageClassification:
             files = sorted(str(p) for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
             if not files:
                 raise DataError(f"--calib {path}: no images in this folder")
-            return files
-        return read_image_data(path).paths
+            data = ImageDataset(files, [""] * len(files), str(path))
+        else:
+            data = read_image_data(path)
+        return check_images(data).paths  # unreadable files are skipped (and counted in the log)
 
     def recipe(self, spec: Any, opts: Any, train: ImageDataset, val: ImageDataset, labels: list[str]) -> ImageRecipe:
         return ImageRecipe(spec, opts, train, val, labels)

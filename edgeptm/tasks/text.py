@@ -121,8 +121,18 @@ class TextClassification:
             return None
         return read_text_table(artifact.file("calib_data"), "text", "label").texts
 
-    def read_calibration_dir(self, path: str | Path) -> list[str]:
-        return read_text_table(path, "text", "label").texts
+    def read_calibration(self, path: str | Path) -> list[str]:
+        """Texts for calibration: the ``text`` column of a .csv/.tsv/.jsonl/.json file (labels not needed)."""
+        from edgeptm.data.text import _rows
+        from edgeptm.errors import DataError
+
+        path = Path(path)
+        if not path.is_file():
+            raise DataError(f"--calib {path}: expected a data file with a 'text' column")
+        texts = [str(row["text"]) for _, row in _rows(path) if str(row.get("text") or "").strip()]
+        if not texts:
+            raise DataError(f"--calib {path}: no rows with a non-empty 'text' column")
+        return texts
 
     def recipe(self, spec: Any, opts: Any, train: TextDataset, val: TextDataset, labels: list[str]) -> TextRecipe:
         return TextRecipe(spec, opts, train, val, labels)
