@@ -10,7 +10,6 @@ from edgeptm.cli.common import table
 
 common = [
     click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True),
-    click.option("--iterations", type=click.IntRange(min=10), default=200, show_default=True),
     click.option("--force", is_flag=True, help="Replace earlier demo artifacts under --out."),
 ]
 
@@ -29,6 +28,7 @@ def _with(options: list) -> Any:
 @click.option("--epochs", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--max-length", type=click.IntRange(min=8), default=64, show_default=True)
 @click.option("--train-limit", type=click.IntRange(min=10), default=None, help="Train on a seeded subset (faster).")
+@click.option("--iterations", type=click.IntRange(min=10), default=200, show_default=True)
 @_with(common)
 def command(**kwargs) -> None:
     """Fine-tune minilm-l6 on Rotten Tomatoes, export, quantize, benchmark; print one table.
@@ -52,12 +52,15 @@ def command(**kwargs) -> None:
 @click.option("--epochs", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--image-size", type=click.IntRange(min=32), default=96, show_default=True)
 @click.option(
-    "--train-limit", type=click.IntRange(min=10), default=12000, show_default=True, help="Seeded training subset."
+    "--train-limit", type=click.IntRange(min=10), default=30000, show_default=True, help="Seeded training subset."
 )
 @click.option(
     "--val-limit", type=click.IntRange(min=10), default=2000, show_default=True, help="Seeded validation subset."
 )
 @click.option("--fp16/--no-fp16", default=True, show_default=True, help="Add an FP16 variant.")
+@click.option(
+    "--duration", type=click.FloatRange(min=0.5), default=4.0, show_default=True, help="Seconds timed per variant."
+)
 @_with(common)
 def vision_command(**kwargs) -> None:
     """Fine-tune efficientnet-lite0 on Fashion-MNIST, export, quantize (static INT8, FP16),

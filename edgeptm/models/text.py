@@ -38,7 +38,7 @@ class EncoderFamily:
     # Static QDQ on every op type wrecks a fine-tuned MiniLM (0.827 -> 0.634 measured: LayerNorm,
     # Softmax and GELU inputs have outliers no 8-bit grid holds); on the weight MatMuls only it kept
     # 0.815. The accuracy guard catches what remains.
-    static_quant_ops: tuple[str, ...] = ("MatMul", "Gemm")
+    static_quant_ops: tuple[str, ...] | None = ("MatMul", "Gemm")
     static_extra_options: dict[str, Any] = field(default_factory=dict)
 
 
