@@ -6,7 +6,7 @@ STAMP := $(VENV)/.edgeptm-installed
 PYTEST_ARGS ?=
 DEMO_ARGS ?=
 
-.PHONY: setup demo test lint clean
+.PHONY: setup demo demo-vision test lint clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,9 @@ setup: $(STAMP)
 
 demo: setup
 	$(BIN)/edgeptm demo $(DEMO_ARGS)
+
+demo-vision: setup
+	$(BIN)/edgeptm demo-vision $(DEMO_ARGS)
 
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

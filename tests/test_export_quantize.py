@@ -126,3 +126,26 @@ def test_quantize_val_with_unseen_label(tiny_onnx, tmp_path: Path):
 def test_quantized_model_reopens_and_verifies(tiny_int8):
     again = open_artifact(tiny_int8.path)
     assert again.manifest == tiny_int8.manifest
+
+
+def test_text_static_int8_quantizes_only_the_family_ops(tiny_onnx, tiny_checkpoint, tmp_path: Path):
+    """Static QDQ on a transformer: MatMul/Gemm only (the family's choice), calibrated on the
+    training sample the checkpoint carries; accuracy and fidelity recorded like every mode."""
+    assert tiny_checkpoint.has_file("calib_data")
+    int8 = quantize(tiny_onnx, tmp_path / "sq", QuantizeOptions(mode="static-int8", calib_method="percentile"))
+    q = int8.manifest["quantization"]
+    assert q["op_types"] == ["MatMul", "Gemm"] and q["calibration"]["method"] == "percentile"
+    assert q["calibration"]["samples"] > 0 and "training sample" in q["calibration"]["source"]
+    assert set(q["ops_with_int8_weights"]) == {"MatMul", "Gemm"}  # the fused Attention keeps float weights
+    assert "accuracy_delta_points" in int8.metrics and int8.manifest["fidelity"]["mean_cosine"] > 0.9
+
+
+def test_fp16_keeps_float32_io_unless_asked(tiny_onnx, tmp_path: Path):
+    import onnx
+
+    for fp16_io, dtype in ((False, onnx.TensorProto.FLOAT), (True, onnx.TensorProto.FLOAT16)):
+        art = quantize(tiny_onnx, tmp_path / f"fp16-{fp16_io}", QuantizeOptions(mode="fp16", fp16_io=fp16_io))
+        graph = onnx.load(str(art.file("model"))).graph
+        assert graph.output[0].type.tensor_type.elem_type == dtype
+        assert art.manifest["precision"] == "fp16" and "accuracy_delta_points" in art.metrics
+        assert art.size_bytes(["model"]) < 0.6 * tiny_onnx.size_bytes(["model"])

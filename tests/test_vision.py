@@ -92,7 +92,7 @@ def test_export_static_int8_fp16_predict_and_bench(resnet_checkpoint, colour_ima
         int8 = quantize(onnx, tmp_path / f"int8-{method}", QuantizeOptions(mode="static-int8", calib_method=method))
         q = int8.manifest["quantization"]
         assert int8.manifest["precision"] == "int8-static-qdq" and q["calibration"]["method"] == method
-        assert q["qdq_nodes"]["QuantizeLinear"] > 10 and q["ops_fed_by_dequantize"]["Conv"] >= 17
+        assert q["qdq_nodes"]["QuantizeLinear"] > 10 and q["ops_with_int8_weights"]["Conv"] >= 17
         assert "accuracy_delta_points" in int8.metrics
     assert int8.size_bytes(["model"]) < 0.4 * onnx.size_bytes(["model"])
 
@@ -211,7 +211,7 @@ def test_other_architectures_through_every_stage(model: str, size: int, tmp_path
     ckpt = finetune(_image_options(data, model, image_size=size, epochs=1, batch_size=6), tmp_path / "ckpt")
     onnx = export(ckpt, tmp_path / "onnx", ExportOptions())
     int8 = quantize(onnx, tmp_path / "int8", QuantizeOptions(mode="static-int8", calib_samples=8))
-    assert int8.manifest["quantization"]["ops_fed_by_dequantize"].get("Conv", 0) >= 8
+    assert int8.manifest["quantization"]["ops_with_int8_weights"].get("Conv", 0) >= 8
     report = edgeptm.bench([int8.path], edgeptm.BenchOptions(iterations=5, warmup=1, rounds=1))
     assert report["results"][0]["p50_ms"] > 0
     with edgeptm.load(int8.path) as predictor:

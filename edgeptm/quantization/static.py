@@ -7,6 +7,8 @@ Which op types get quantized is the model family's business (models/text.py, mod
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -15,6 +17,7 @@ import numpy as np
 
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 QDQ_OP_TYPES = ("QuantizeLinear", "DequantizeLinear")
+log = logging.getLogger(__name__)
 
 
 def _calibration_method(name: str) -> Any:
@@ -89,32 +92,39 @@ def quantize_static_int8(
             str(source), str(staged), skip_symbolic_shape=family.ort_model_type is not None, auto_merge=True
         )
         reader = _FeedReader(calibration.feeds())
-        quantize_static(
-            str(staged),
-            str(target),
-            reader,
-            quant_format=QuantFormat.QDQ,
-            op_types_to_quantize=ops,
-            per_channel=settings["per_channel"],
-            reduce_range=settings["reduce_range"],
-            activation_type=QuantType.QUInt8 if settings["activation_type"] == "uint8" else QuantType.QInt8,
-            weight_type=QuantType.QInt8,
-            calibrate_method=_calibration_method(method),
-            extra_options={**family.static_extra_options, "DefaultTensorType": onnx.TensorProto.FLOAT},
-        )
+        chatter = io.StringIO()  # the histogram calibrators print progress on stdout
+        with contextlib.redirect_stdout(chatter):
+            quantize_static(
+                str(staged),
+                str(target),
+                reader,
+                quant_format=QuantFormat.QDQ,
+                op_types_to_quantize=ops,
+                per_channel=settings["per_channel"],
+                reduce_range=settings["reduce_range"],
+                activation_type=QuantType.QUInt8 if settings["activation_type"] == "uint8" else QuantType.QInt8,
+                weight_type=QuantType.QInt8,
+                calibrate_method=_calibration_method(method),
+                extra_options={**family.static_extra_options, "DefaultTensorType": onnx.TensorProto.FLOAT},
+            )
+        log.debug("calibration: %s", chatter.getvalue().strip())
     finally:
         root.setLevel(level)
         staged.unlink(missing_ok=True)
     onnx.checker.check_model(str(target))
     graph = onnx.load(str(target), load_external_data=False)
     counts: dict[str, int] = {}
-    quantized_ops: dict[str, int] = {}
-    dequantized = {n.output[0] for n in graph.graph.node if n.op_type == "DequantizeLinear"}
+    weight_ops: dict[str, int] = {}
+    constants = {t.name for t in graph.graph.initializer}
+    # DequantizeLinear of a constant: an INT8 weight, and the op it feeds computes with it.
+    int8_weights = {
+        n.output[0] for n in graph.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in constants
+    }
     for node in graph.graph.node:
         if node.op_type in QDQ_OP_TYPES:
             counts[node.op_type] = counts.get(node.op_type, 0) + 1
-        elif any(i in dequantized for i in node.input):
-            quantized_ops[node.op_type] = quantized_ops.get(node.op_type, 0) + 1
+        elif any(i in int8_weights for i in node.input):
+            weight_ops[node.op_type] = weight_ops.get(node.op_type, 0) + 1
     return {
         "tool": "onnxruntime.quantization.quantize_static (QDQ)",
         "onnxruntime_cpu_kernels": runtime_quantized_ops(target),
@@ -130,5 +140,5 @@ def quantize_static_int8(
         },
         **{k: v for k, v in settings.items() if k not in ("calibration_method", "activation_type")},
         "qdq_nodes": counts,
-        "ops_fed_by_dequantize": quantized_ops,
+        "ops_with_int8_weights": weight_ops,
     }
