@@ -167,3 +167,15 @@ def test_bench_from_a_script_without_main_guard(tiny_onnx, tmp_path: Path):
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-1500:]
     assert out.stdout.count("p50 ") == 1  # printed once: the script ran once
+
+
+def test_peak_rss_is_the_workers_own_not_the_parents(tiny_onnx):
+    """ru_maxrss survives fork + exec on Linux; the worker must report its own address space."""
+    import numpy as np
+
+    from edgeptm.benchmarking.worker import peak_rss_mb
+
+    ballast = np.ones(60_000_000)  # ~480 MB touched in this, the parent, process
+    report = bench([tiny_onnx.path], BenchOptions(iterations=5, warmup=1, rounds=1))
+    assert report["results"][0]["peak_rss_mb"] < peak_rss_mb() - 400
+    del ballast

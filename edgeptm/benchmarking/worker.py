@@ -110,10 +110,22 @@ def settle(call: Any, minimum: int) -> tuple[int, bool]:
 
 
 def peak_rss_mb() -> float:
-    """Peak resident memory of this process (the worker serving one artifact), in MB."""
+    """Peak resident memory of this process (the worker serving one artifact), in MB.
+
+    Linux: VmHWM, the high-water mark of this process's own address space. ``ru_maxrss`` is not
+    used there: the kernel carries it across fork + exec, so a worker started by a parent that
+    had grown large (one that just exported a model) would report the parent's peak.
+    """
     import resource
     import sys
 
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024 / 1e6  # kB
+    except OSError:
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 1e6 if sys.platform == "darwin" else peak * 1024 / 1e6  # bytes on macOS, KiB on Linux
 

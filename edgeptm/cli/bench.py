@@ -38,8 +38,9 @@ def format_report(report: dict) -> str:
         for r in results
     ]
     s = report["settings"]
+    seq = f", seq {s['seq_len']}" if any(r.get("seq_len") for r in results) else ""  # text artifacts only
     lines = [
-        f"batch {s['batch_size']}, seq {s['seq_len']}, threads {s['threads'] or 'runtime default'}",
+        f"batch {s['batch_size']}{seq}, threads {s['threads'] or 'runtime default'}",
         f"timed: {report['timed']}",
         f"method: {report['method']}",
         table(
