@@ -146,7 +146,7 @@ def export(
     names = [i["name"] for i in artifact.manifest["io"]["inputs"]]
     val = task.val_data(artifact) if artifact.has_file("val_data") else None
     preprocessor = preprocessor_for(artifact)
-    samples = task.inputs_of(val) if val is not None else preprocessor.sample_inputs(options.validation_samples)
+    samples = val.inputs if val is not None else preprocessor.sample_inputs(options.validation_samples)
     # Batch 2 (of different lengths, for text): a batch-1 example invites shape specialisation.
     # Encoded by the same serving preprocessor the validation below goes through.
     example_feed = preprocessor.encode(samples[:2] if len(samples) >= 2 else samples * 2)
@@ -204,7 +204,7 @@ def export(
                     f"output '{output}': max abs difference {check['max_abs_diff']:.3g} vs PyTorch exceeds the "
                     f"tolerance {atol:g} (on {check['samples']} validation samples, opset {opset})"
                 )
-            metrics = evaluate_predictor(predictor, task.inputs_of(val), val.labels) if val is not None else None
+            metrics = evaluate_predictor(predictor, val.inputs, val.labels) if val is not None else None
         manifest["validation"] = {**check, "atol": atol, "against": "torch-eager fp32 (parent checkpoint)"}
         manifest["metrics"] = {"measured_with": "onnxruntime-cpu", "parent_accuracy": artifact.metrics.get("accuracy")}
         if metrics is not None:

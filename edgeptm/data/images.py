@@ -15,12 +15,13 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from edgeptm.data.text import _rows
+from edgeptm.data.labelled import Labelled
 from edgeptm.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -39,32 +40,13 @@ _LAYOUTS = ("NCHW", "NHWC")
 
 
 @dataclass
-class ImageDataset:
+class ImageDataset(Labelled):
     paths: list[str]
     labels: list[str]
     source: str = ""
 
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __post_init__(self) -> None:
-        if len(self.paths) != len(self.labels):
-            raise DataError(f"{self.source}: {len(self.paths)} images but {len(self.labels)} labels")
-
-    def label_set(self) -> list[str]:
-        return sorted(set(self.labels))
-
-    def subset(self, indices: Iterable[int]) -> "ImageDataset":
-        idx = list(indices)
-        return ImageDataset([self.paths[i] for i in idx], [self.labels[i] for i in idx], self.source)
-
-    def check_labels(self, known: list[str]) -> None:
-        unknown = sorted(set(self.labels) - set(known))
-        if unknown:
-            raise DataError(
-                f"{self.source}: label '{unknown[0]}' never appears in the training data "
-                f"(training labels: {', '.join(known)})"
-            )
+    INPUTS = "paths"
+    NOUN = "images"
 
     def to_jsonl(self, path: str | Path) -> None:
         """One ``{"path": absolute path, "label": ...}`` object per line (readable by ``read_image_list``)."""

@@ -10,40 +10,22 @@ import csv
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterator
 
 import random
 
+from edgeptm.data.labelled import Labelled
 from edgeptm.errors import DataError
 
 
 @dataclass
-class TextDataset:
+class TextDataset(Labelled):
     texts: list[str]
     labels: list[str]
     source: str = ""
 
-    def __len__(self) -> int:
-        return len(self.texts)
-
-    def __post_init__(self) -> None:
-        if len(self.texts) != len(self.labels):
-            raise DataError(f"{self.source}: {len(self.texts)} texts but {len(self.labels)} labels")
-
-    def label_set(self) -> list[str]:
-        return sorted(set(self.labels))
-
-    def subset(self, indices: Iterable[int]) -> "TextDataset":
-        idx = list(indices)
-        return TextDataset([self.texts[i] for i in idx], [self.labels[i] for i in idx], self.source)
-
-    def check_labels(self, known: list[str]) -> None:
-        unknown = sorted(set(self.labels) - set(known))
-        if unknown:
-            raise DataError(
-                f"{self.source}: label '{unknown[0]}' never appears in the training data "
-                f"(training labels: {', '.join(known)})"
-            )
+    INPUTS = "texts"
+    NOUN = "texts"
 
     def to_jsonl(self, path: Path, text_column: str = "text", label_column: str = "label") -> None:
         with open(path, "w", encoding="utf-8") as fh:

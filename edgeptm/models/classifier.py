@@ -5,7 +5,6 @@ Kept apart from ``text.py`` so that listing models or profiles never imports tor
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -53,19 +52,13 @@ def load_classifier(
     checkpoint_dir: Path, manifest: dict[str, Any], attn_implementation: str = "sdpa"
 ) -> TextClassifier:
     """Rebuild a fine-tuned classifier from a checkpoint artifact (weights via safetensors only)."""
-    from safetensors.torch import load_file
     from transformers import AutoConfig, AutoModel
+
+    from edgeptm.models.weights import load_artifact_weights
 
     model_info = manifest["model"]
     config = AutoConfig.from_pretrained(checkpoint_dir / model_info["encoder_config"])
     kwargs = family_of(config.model_type).load_kwargs
     encoder = AutoModel.from_config(config, attn_implementation=attn_implementation, **kwargs)
     model = TextClassifier(encoder, len(manifest["labels"]), model_info["pooling"])
-    state = load_file(os.fspath(checkpoint_dir / manifest["files"]["weights"]["path"]))
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise ModelError(
-            f"{checkpoint_dir}: weights do not fit the architecture "
-            f"(missing: {', '.join(missing[:3]) or 'none'}; unexpected: {', '.join(unexpected[:3]) or 'none'})"
-        )
-    return model.eval()
+    return load_artifact_weights(model, checkpoint_dir, manifest)

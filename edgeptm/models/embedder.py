@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -59,8 +58,9 @@ class SentenceEmbedder(torch.nn.Module):
 
 
 def load_embedder(checkpoint_dir: Path, manifest: dict[str, Any], attn_implementation: str = "sdpa") -> Any:
-    from safetensors.torch import load_file
     from transformers import AutoConfig, AutoModel
+
+    from edgeptm.models.weights import load_artifact_weights
 
     info = manifest["model"]
     config = AutoConfig.from_pretrained(checkpoint_dir / info["encoder_config"])
@@ -68,8 +68,4 @@ def load_embedder(checkpoint_dir: Path, manifest: dict[str, Any], attn_implement
         config, attn_implementation=attn_implementation, **family_of(config.model_type).load_kwargs
     )
     model = SentenceEmbedder(encoder, info["pooling"], info["normalize"])
-    state = load_file(os.fspath(checkpoint_dir / manifest["files"]["weights"]["path"]))
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise ModelError(f"{checkpoint_dir}: weights do not fit the sentence embedder ({(missing + unexpected)[:3]})")
-    return model.eval()
+    return load_artifact_weights(model, checkpoint_dir, manifest)

@@ -398,16 +398,9 @@ def imagenet_labels() -> list[str]:
 
 def load_image_classifier(checkpoint_dir: Path, manifest: dict[str, Any]) -> Any:
     """Rebuild a checkpoint's network (architecture + its own weights, safetensors only)."""
-    from safetensors.torch import load_file
+    from edgeptm.models.weights import load_artifact_weights
 
     info = manifest["model"]
     crop = int(manifest["preprocessing"]["crop"])
     model = BUILDERS[info["library"]](info["arch"], len(manifest["labels"]), crop)
-    state = load_file(os.fspath(checkpoint_dir / manifest["files"]["weights"]["path"]))
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise ModelError(
-            f"{checkpoint_dir}: weights do not fit the architecture "
-            f"(missing: {', '.join(missing[:3]) or 'none'}; unexpected: {', '.join(unexpected[:3]) or 'none'})"
-        )
-    return model.eval()
+    return load_artifact_weights(model, checkpoint_dir, manifest)

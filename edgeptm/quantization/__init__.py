@@ -192,7 +192,7 @@ def quantize(
         if validation is not None:
             data, data_how = validation
             data.to_jsonl(writer.add("val_data", "val.jsonl"))
-            inputs, labels = task.inputs_of(data), data.labels
+            inputs, labels = data.inputs, data.labels
         else:
             source_inputs = calibration.inputs if calibration else preprocessor_for(artifact).sample_inputs(32)
             inputs, labels, data_how = source_inputs, None, "no labelled data: calibration or sample inputs"

@@ -117,10 +117,6 @@ class ImageClassification:
     name = "image-classification"
     input_kind = "images"
 
-    def inputs_of(self, data: Any) -> list[str]:
-        """The raw inputs of a dataset, as the Predictor takes them."""
-        return list(data.paths)
-
     def read_data(self, path: str | Path, opts: Any) -> ImageDataset:
         data = read_image_data(path)
         return check_images(data, strict=getattr(opts, "strict", False))

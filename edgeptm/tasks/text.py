@@ -106,10 +106,6 @@ class TextClassification:
     name = "text-classification"
     input_kind = "texts"
 
-    def inputs_of(self, data: Any) -> list[str]:
-        """The raw inputs of a dataset, as the Predictor takes them."""
-        return list(data.texts)
-
     def read_data(self, path: str | Path, opts: Any) -> TextDataset:
         return read_text_table(path, opts.text_column, opts.label_column)
 
