@@ -28,7 +28,19 @@ _INTERESTING_FLAGS = (
     "i8mm",
     "bf16",
 )
-_PACKAGES = ("edgeptm", "torch", "transformers", "tokenizers", "onnx", "onnxruntime", "onnxruntime-gpu", "numpy")
+_PACKAGES = (
+    "edgeptm",
+    "torch",
+    "torchvision",
+    "timm",
+    "transformers",
+    "tokenizers",
+    "onnx",
+    "onnxruntime",
+    "onnxruntime-gpu",
+    "numpy",
+    "pillow",
+)
 
 
 def _cpuinfo() -> tuple[str, list[str]]:

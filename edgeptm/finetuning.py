@@ -141,14 +141,21 @@ def _fingerprint(opts: FinetuneOptions) -> dict[str, Any]:
 
 
 def data_digest(path: Path) -> str:
-    """sha256 of a data file, or of an image folder's listing (relative path and size of each file)."""
+    """sha256 of a data file; for an image folder, of its listing: relative path, size and
+    modification time of each image the reader takes (hidden and non-image files do not count).
+    An image list (CSV/JSONL) is hashed as a file: its images are not re-read."""
     if path.is_file():
         return sha256_file(path)
     import hashlib
 
+    from edgeptm.data.images import read_image_folder
+
     digest = hashlib.sha256()
-    for file in sorted(p for p in path.rglob("*") if p.is_file()):
-        digest.update(f"{file.relative_to(path).as_posix()}\0{file.stat().st_size}\n".encode())
+    for image in read_image_folder(path).paths:
+        stat = Path(image).stat()
+        digest.update(
+            f"{Path(image).relative_to(path.absolute()).as_posix()}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode()
+        )
     return digest.hexdigest()
 
 
@@ -227,11 +234,12 @@ def _distributed() -> _Dist:
     return _Dist(dist.get_rank(), dist.get_world_size())
 
 
-def _global_batches(n: int, order: list[int], batch_size: int, world: int) -> list[list[int]]:
-    """Global batches in ``order``. With several processes a final batch too small to give each
-    process a sample is dropped: every process must take part in every gradient all-reduce."""
+def _global_batches(n: int, order: list[int], batch_size: int, world: int, per_rank: int = 1) -> list[list[int]]:
+    """Global batches in ``order``. A final batch too small to give each process ``per_rank``
+    samples is dropped: every process must take part in every gradient all-reduce, and BatchNorm
+    cannot train on a single sample."""
     batches = [order[start : start + batch_size] for start in range(0, n, batch_size)]
-    return [b for b in batches if len(b) >= world]
+    return [b for b in batches if len(b) >= world * per_rank]
 
 
 def _evaluate(recipe: Any, labels: list[str]) -> dict[str, float]:
@@ -299,7 +307,8 @@ def finetune(opts: FinetuneOptions, out: str | Path, force: bool = False) -> Art
         {"params": [p for n, p in params if _no_decay(n)], "weight_decay": 0.0},
     ]
     optimizer = torch.optim.AdamW(groups, lr=lr)
-    steps_per_epoch = len(_global_batches(len(train), list(range(len(train))), opts.batch_size, dist.world))
+    batching = dict(batch_size=opts.batch_size, world=dist.world, per_rank=recipe.min_batch)
+    steps_per_epoch = len(_global_batches(len(train), list(range(len(train))), **batching))
     total_steps = steps_per_epoch * opts.epochs
     warmup = int(total_steps * opts.warmup_ratio)
 
@@ -357,7 +366,7 @@ def finetune(opts: FinetuneOptions, out: str | Path, force: bool = False) -> Art
             mininterval=0.5 if sys.stderr.isatty() else 30.0,  # a log file gets a line every 30 s, not 10/s
         )
         loss_sum, seen, tick = 0.0, 0, time.perf_counter()
-        for step, batch in enumerate(_global_batches(len(train), order, opts.batch_size, dist.world)):
+        for step, batch in enumerate(_global_batches(len(train), order, **batching)):
             if step < first:
                 continue
             idx = batch[dist.rank :: dist.world]  # this process's share of the global batch

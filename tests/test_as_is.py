@@ -31,7 +31,13 @@ def test_image_model_as_is_gives_imagenet_names(tmp_path: Path) -> None:
     with edgeptm.load("efficientnet-lite0") as predictor:
         assert len(predictor.labels) == 1000 and predictor.labels[0] == "tench"
         assert predictor.artifact.manifest["model"]["as_is"] is True
-        assert row["predictions"][0]["label"] in predictor.labels
+        ranked = predictor.top_k([str(photo)], 5)[0]
+        # The weights were trained on (x - 127.5) / 127.5: black is -1, white is +1.
+        black, white = np.zeros((8, 8, 3), np.uint8), np.full((8, 8, 3), 255, np.uint8)
+        feed = predictor.encode([black, white])["pixel_values"]
+    assert [p["label"] for p in row["predictions"]] == [p.label for p in ranked]
+    np.testing.assert_allclose(feed[0], -1.0, atol=1e-6)
+    np.testing.assert_allclose(feed[1], 1.0, atol=1e-6)
 
     onnx = export("efficientnet-lite0", tmp_path / "onnx")
     assert onnx.manifest["validation"]["max_abs_diff"] < 1e-3 and onnx.metrics.get("accuracy") is None

@@ -110,7 +110,7 @@ def bench(paths: list[str | Path], options: BenchOptions | None = None) -> dict[
                 "backend": worker["info"]["backend"],
                 "precision": manifest.get("precision"),
                 "batch_size": settings["batch_size"],
-                "seq_len": settings["seq_len"] if manifest.get("task") == "text-classification" else None,
+                "seq_len": settings["seq_len"] if "max_length" in artifact.preprocessing else None,  # tokenized
                 "threads": settings["threads"],
                 "timed": worker["info"]["timed"],
                 **stats,

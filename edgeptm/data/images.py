@@ -59,8 +59,13 @@ class ImageDataset(Labelled):
         return read_image_list(path)
 
 
-def read_image_list(path: str | Path, path_column: str = "path", label_column: str = "label") -> ImageDataset:
-    """Read a CSV/TSV/JSONL list of images; relative paths are relative to the list's folder."""
+def read_image_list(
+    path: str | Path, path_column: str = "path", label_column: str = "label", require_files: bool = True
+) -> ImageDataset:
+    """Read a CSV/TSV/JSONL list of images; relative paths are relative to the list's folder.
+
+    ``require_files=False`` keeps entries whose file is gone (an artifact's recorded lists, read
+    on another machine: the caller decides what to do without them)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
@@ -84,7 +89,7 @@ def read_image_list(path: str | Path, path_column: str = "path", label_column: s
             if label is None or str(label).strip() == "":
                 raise DataError(f"{path}:{number}: empty label in column '{label_column}'")
             image_path = base / str(image).strip()
-            if not image_path.is_file():
+            if require_files and not image_path.is_file():
                 raise DataError(f"{path}:{number}: no such image file '{image}' (looked for {image_path})")
             paths.append(str(image_path))
             labels.append(str(label).strip())
@@ -343,11 +348,13 @@ def load_batch(
 
 
 def _probe(path: str) -> str:
-    """'' if the file decodes, else a one-line reason. JPEGs decode at 1/8 scale: cheap, same failures."""
+    """'' if the file decodes and converts as training will convert it, else a one-line reason.
+    JPEGs decode at 1/8 scale: cheap, same failures."""
     try:
         with Image.open(path) as image:
             image.draft("RGB", (64, 64))
             image.load()
+            _rgb(ImageOps.exif_transpose(image), True)
     except Exception as exc:  # see ImagePreprocessing._try_load
         return _one_line(exc)
     return ""

@@ -14,13 +14,14 @@ takes it from there:
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import re
 from pathlib import Path
 from typing import Any
 
 from edgeptm.artifacts import Artifact, ArtifactWriter, open_artifact
-from edgeptm.errors import ModelError
+from edgeptm.errors import ArtifactError, ModelError
 
 log = logging.getLogger(__name__)
 
@@ -46,14 +47,43 @@ def pretrained_artifact(name: str) -> Artifact:
 
     spec = resolve_model(name)
     slug = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_")
-    digest = hashlib.sha256(f"{name}|{getattr(spec, 'location', '')}|{LAYOUT_VERSION}".encode()).hexdigest()[:10]
-    out = cache_root() / f"{slug}-{digest}"
-    if (out / "manifest.json").is_file():
-        return open_artifact(out)
-    log.info("%s: materialising the pretrained model as-is into %s (once)", name, out)
-    if spec.task == "image-classification":
-        return _image_as_is(spec, out)
-    return _text_as_is(spec, out)
+    out = cache_root() / f"{slug}-{_cache_key(spec)}"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out.parent / f".{out.name}.lock", "w") as lock:
+        _exclusive(lock)  # one process materialises; the others wait, then open its result
+        if (out / "manifest.json").is_file():
+            try:
+                return open_artifact(out)
+            except ArtifactError as exc:  # damaged or from another schema: rebuild it
+                log.warning("%s: rebuilding the cached as-is artifact (%s)", name, exc)
+        log.info("%s: materialising the pretrained model as-is into %s (once)", name, out)
+        if spec.task == "image-classification":
+            return _image_as_is(spec, out)
+        return _text_as_is(spec, out)
+
+
+def _cache_key(spec: Any) -> str:
+    """Everything the materialised artifact depends on: the spec (weights location, preprocessing),
+    the weights file as it is now, the libraries that build the model, and the artifact schema."""
+    from edgeptm import __version__
+    from edgeptm.artifacts import SCHEMA_VERSION
+    from edgeptm.environment import package_versions
+
+    parts = [repr(spec), __version__, str(SCHEMA_VERSION), str(LAYOUT_VERSION), json.dumps(package_versions())]
+    for candidate in (getattr(spec, "weights", None), getattr(spec, "location", None)):
+        path = Path(candidate) if candidate else None
+        if path is not None and path.exists():
+            files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+            parts += [f"{p}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:12]
+
+
+def _exclusive(handle: Any) -> None:
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no cross-process lock; the writer's staging still keeps files whole
+        return
+    fcntl.flock(handle, fcntl.LOCK_EX)
 
 
 def _image_as_is(spec: Any, out: Path) -> Artifact:

@@ -15,6 +15,7 @@ means the weights belong to another architecture and is an error naming the tens
 from __future__ import annotations
 
 import importlib.util
+import math
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -145,8 +146,6 @@ def load_matching(model: Any, state: dict[str, Any], what: str) -> list[str]:
 
 def read_state_dict(path: Path) -> dict[str, Any]:
     """A state dict from a .safetensors file or a torch file, loaded without unpickling code."""
-    import pickle
-
     import torch
 
     try:
@@ -155,7 +154,9 @@ def read_state_dict(path: Path) -> dict[str, Any]:
 
             return load_file(os.fspath(path))
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, OSError, ValueError, EOFError) as exc:
+    # torch.load raises UnpicklingError, RuntimeError, EOFError... on junk or on a pickle that
+    # wants code; safetensors its own SafetensorError (a bare Exception subclass).
+    except Exception as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ModelError(f"{path}: not a loadable state dict ({reason[:200]})") from None
     for key in ("state_dict", "model", "model_state_dict"):  # common training-checkpoint wrappers
@@ -361,7 +362,7 @@ def timm_spec(arch: str) -> ImageModelSpec:
         library="timm",
         arch=arch,
         crop=crop,
-        resize=int(round(crop / crop_pct)),
+        resize=int(math.floor(crop / crop_pct)),  # timm's own eval transform floors
         mean=tuple(cfg.mean) if cfg else IMAGENET_MEAN,  # type: ignore[arg-type]
         std=tuple(cfg.std) if cfg else IMAGENET_STD,  # type: ignore[arg-type]
         interpolation=(cfg.interpolation if cfg and cfg.interpolation in ("bilinear", "bicubic") else "bilinear"),
@@ -387,6 +388,17 @@ class VisionFamily:
 
 def family_of(model_info: dict[str, Any]) -> VisionFamily:
     return VisionFamily()
+
+
+def export_hint(message: str, crop: int) -> str:
+    """What to do about exporter failures that image architectures are known for."""
+    if "adaptive_avg_pool2d" in message:
+        # VGG, AlexNet: AdaptiveAvgPool2d((7, 7)) exports only when its input is a multiple of 7.
+        return (
+            f"this architecture pools adaptively to a fixed grid, which the ONNX exporter supports only when "
+            f"the feature map divides into it; at {crop}x{crop} it does not: fine-tune with --image-size 224"
+        )
+    return ""
 
 
 def imagenet_labels() -> list[str]:

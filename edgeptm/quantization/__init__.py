@@ -99,10 +99,12 @@ def _validation_data(artifact: Artifact, task: Any, options: QuantizeOptions) ->
     if options.val:
         opts = options
         data, how = task.read_data(options.val, opts), f"--val {options.val}"
-    elif artifact.has_file("val_data"):
-        data, how = task.val_data(artifact), "validation split carried by the artifact"
     else:
-        return None
+        from edgeptm.exporter import carried_val_data
+
+        data, how = carried_val_data(task, artifact), "validation split carried by the artifact"
+        if data is None:
+            return None
     data.check_labels(artifact.labels)
     return data, how
 
@@ -168,6 +170,8 @@ def quantize(
         calibration = _calibration(artifact, task, options, section)
     elif mode == "fp16":
         settings = {"fp16_io": options.fp16_io}
+    if options.fp16_io and mode != "fp16":
+        raise UsageError(f"--fp16-io is for --mode fp16, not {mode}")
     validation = _validation_data(artifact, task, options)
     family = task.family(artifact)
     run, precision = MODES[mode]
@@ -202,6 +206,8 @@ def quantize(
             out_q = predictor.logits(inputs)
         manifest["fidelity"] = {**output_agreement(parent_out, out_q), "against": "parent fp32 ONNX", "on": data_how}
         if labels is None:
+            if max_drop is not None:
+                log.warning("max accuracy drop %g not applied: no labelled data (pass --val)", max_drop)
             manifest["metrics"] = {"accuracy": None, "note": "no labelled data; see 'fidelity' (pass --val)"}
             log.info(
                 "%s: no labelled data; outputs vs parent: mean cosine %.5f, min %.5f",

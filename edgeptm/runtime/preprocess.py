@@ -92,17 +92,33 @@ class ImagePreprocessor:
         return {self.input_names[0]: batch}
 
     def sample_inputs(self, n: int) -> list[Any]:
-        """Images from the artifact's validation data; a fixed pseudo-random image without it."""
+        """Images from the artifact's validation data; seeded synthetic ones without it (or when
+        the recorded files are not on this machine)."""
         images: list[Any] = []
         if self.artifact.has_file("val_data"):
             from edgeptm.data.images import read_image_list
 
-            images = [p for p in read_image_list(self.artifact.file("val_data")).paths[:n] if Path(p).is_file()]
+            listed = read_image_list(self.artifact.file("val_data"), require_files=False).paths
+            images = [p for p in listed[:n] if Path(p).is_file()]
         if not images:
-            size = int(self.artifact.preprocessing["resize"])
-            rng = np.random.default_rng(0)
-            images = [rng.integers(0, 256, (size, size, 3), dtype=np.uint8)]
+            images = synthetic_images(n, int(self.artifact.preprocessing["resize"]))
         return [images[i % len(images)] for i in range(n)]
+
+
+def synthetic_images(n: int, size: int) -> list[np.ndarray]:
+    """``n`` different seeded RGB images with structure (gradients, blocks, noise) and varied
+    aspect ratios: stand-ins for checking a graph numerically when no real image is at hand."""
+    rng = np.random.default_rng(0)
+    images = []
+    for _ in range(n):
+        height, width = size, int(size * (0.75 + 0.5 * rng.random()))
+        y, x = np.mgrid[0:height, 0:width] / max(height, width)
+        waves = [np.sin(6.3 * (x * rng.random() + y * rng.random()) + rng.random() * 6.3) for _ in range(3)]
+        base = np.stack(waves, -1)
+        blocks = rng.random((4, 4, 3))[(y * 3.99).astype(int), (x * 3.99).astype(int)]
+        pixels = 0.4 * (base + 1) / 2 + 0.4 * blocks + 0.2 * rng.random((height, width, 3))
+        images.append((pixels * 255).clip(0, 255).astype(np.uint8))
+    return images
 
 
 PREPROCESSORS = {

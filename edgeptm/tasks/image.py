@@ -29,6 +29,29 @@ class ImageRecipe:
         self.prep = _preprocessing(spec.preprocessing())
         self.model = spec.build(len(labels))
         self.head = self.model.get_submodule(head_name(self.model))
+        self._check_input_size()
+
+    # BatchNorm in training mode needs two samples per batch (per process): a last batch of one
+    # would fail with "Expected more than 1 value per channel" on small feature maps.
+    min_batch = 2
+
+    def _check_input_size(self) -> None:
+        """One forward pass at the chosen size before any training: architectures with a fixed input
+        size (ViTs) fail here, with advice, not after the data has been read."""
+        import torch
+
+        self.model.eval()
+        try:
+            with torch.inference_mode():
+                self.model(torch.zeros(2, *self.prep.shape))
+        except Exception as exc:  # shape assertions and errors from deep inside the library
+            from edgeptm.errors import ModelError
+
+            reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+            raise ModelError(
+                f"{self.spec.name}: does not run at {self.prep.crop}x{self.prep.crop} ({reason}); "
+                "choose its native size with --image-size"
+            ) from None
 
     def freeze(self) -> None:
         """Train the head only: every other parameter is fixed, BatchNorm statistics included."""
@@ -122,7 +145,7 @@ class ImageClassification:
         return check_images(data, strict=getattr(opts, "strict", False))
 
     def val_data(self, artifact: Artifact) -> ImageDataset:
-        data = read_image_list(artifact.file("val_data"))
+        data = read_image_list(artifact.file("val_data"), require_files=False)
         missing = [p for p in data.paths if not Path(p).is_file()]
         if missing:
             raise DataError(
@@ -134,7 +157,8 @@ class ImageClassification:
     def calibration_inputs(self, artifact: Artifact) -> list[str] | None:
         if not artifact.has_file("calib_data"):
             return None
-        return [p for p in read_image_list(artifact.file("calib_data")).paths if Path(p).is_file()] or None
+        listed = read_image_list(artifact.file("calib_data"), require_files=False).paths
+        return [p for p in listed if Path(p).is_file()] or None
 
     def read_calibration(self, path: str | Path) -> list[str]:
         """Images for calibration: a folder (any layout, labels not needed) or a labelled list."""
@@ -160,6 +184,11 @@ class ImageClassification:
 
     def dynamic_axes(self, artifact: Artifact) -> dict[str, dict[int, str]]:
         return {INPUT_NAME: {0: "batch"}}
+
+    def export_hint(self, message: str, artifact: Artifact) -> str:
+        from edgeptm.models.vision import export_hint
+
+        return export_hint(message, int(artifact.preprocessing.get("crop", 0)))
 
     def family(self, artifact: Artifact) -> Any:
         from edgeptm.models.vision import family_of

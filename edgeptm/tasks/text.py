@@ -21,6 +21,8 @@ class TextRecipe:
         self.model = spec.build(len(labels))
         self.encoded = self.tokenizer(train.texts, truncation=True, max_length=opts.max_length)
 
+    min_batch = 1  # samples per process per step
+
     def freeze(self) -> None:
         """Train the head only, on the encoder's own pooling."""
         self.model.encoder.requires_grad_(False)
@@ -119,13 +121,18 @@ class TextClassification:
 
     def read_calibration(self, path: str | Path) -> list[str]:
         """Texts for calibration: the ``text`` column of a .csv/.tsv/.jsonl/.json file (labels not needed)."""
+        import csv
+
         from edgeptm.data.text import _rows
         from edgeptm.errors import DataError
 
         path = Path(path)
         if not path.is_file():
             raise DataError(f"--calib {path}: expected a data file with a 'text' column")
-        texts = [str(row["text"]) for _, row in _rows(path) if str(row.get("text") or "").strip()]
+        try:
+            texts = [str(row["text"]) for _, row in _rows(path) if str(row.get("text") or "").strip()]
+        except (UnicodeDecodeError, OSError, csv.Error) as exc:
+            raise DataError(f"--calib {path}: cannot read ({type(exc).__name__}: {str(exc)[:120]})") from None
         if not texts:
             raise DataError(f"--calib {path}: no rows with a non-empty 'text' column")
         return texts
@@ -141,6 +148,10 @@ class TextClassification:
 
     def dynamic_axes(self, artifact: Artifact) -> dict[str, dict[int, str]]:
         return {i["name"]: {0: "batch", 1: "sequence"} for i in artifact.manifest["io"]["inputs"]}
+
+    def export_hint(self, message: str, artifact: Artifact) -> str:
+        """Advice for a known exporter failure ("" when there is none)."""
+        return ""
 
     def family(self, artifact: Artifact) -> Any:
         from edgeptm.models.text import family_of
