@@ -88,7 +88,7 @@ def _calibration(artifact: Artifact, task: Any, options: QuantizeOptions, sectio
         if not inputs:
             raise UsageError(
                 f"{artifact.path}: static-int8 needs calibration data and this artifact carries none: "
-                "pass --calib PATH (a folder of images, or a labelled data file)"
+                "pass --calib PATH (images: a folder or a path,label list; text: a file with a 'text' column)"
             )
     if len(inputs) > limit:
         inputs = sorted(random.Random(0).sample(inputs, limit))
@@ -97,8 +97,7 @@ def _calibration(artifact: Artifact, task: Any, options: QuantizeOptions, sectio
 
 def _validation_data(artifact: Artifact, task: Any, options: QuantizeOptions) -> tuple[Any, str] | None:
     if options.val:
-        opts = options
-        data, how = task.read_data(options.val, opts), f"--val {options.val}"
+        data, how = task.read_data(options.val, options), f"--val {options.val}"
     else:
         from edgeptm.exporter import carried_val_data
 
