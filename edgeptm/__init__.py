@@ -25,6 +25,8 @@ _EXPORTS = {
     "ExportOptions": "edgeptm.exporter:ExportOptions",
     "quantize": "edgeptm.quantization:quantize",
     "QuantizeOptions": "edgeptm.quantization:QuantizeOptions",
+    "compile": "edgeptm.compile:compile",
+    "CompileOptions": "edgeptm.compile:CompileOptions",
     "bench": "edgeptm.benchmarking:bench",
     "BenchOptions": "edgeptm.benchmarking:BenchOptions",
     "open_artifact": "edgeptm.artifacts:open_artifact",

@@ -20,6 +20,7 @@ COMMANDS = {
     "finetune": ("edgeptm.cli.finetune", "Fine-tune a pretrained model on labelled texts or images."),
     "export": ("edgeptm.cli.export", "Export a checkpoint to ONNX, validated against PyTorch."),
     "quantize": ("edgeptm.cli.quantize", "Quantize an ONNX artifact and measure the accuracy cost."),
+    "compile": ("edgeptm.cli.compile", "Compile a checkpoint into an engine (AOTInductor .pt2), validated."),
     "bench": ("edgeptm.cli.bench", "Time artifacts side by side (each in its own process)."),
     "predict": ("edgeptm.cli.predict", "Run an artifact on texts or image files: top labels and scores."),
     "profiles": ("edgeptm.cli.profiles", "List and show device profiles (export_profiles/*.yaml)."),

@@ -30,11 +30,14 @@ class Backend(Protocol):
 BACKENDS: dict[str, tuple[str, tuple[str, ...], str]] = {
     "torch": ("edgeptm.runtime.torch_backend:TorchBackend", ("checkpoint",), "torch"),
     "onnxruntime": ("edgeptm.runtime.ort_backend:OrtBackend", ("onnx",), "onnxruntime"),
+    "aoti": ("edgeptm.runtime.aoti_backend:AotiBackend", ("engine",), "torch"),
 }
 DEFAULT_FOR_KIND = {"checkpoint": "torch", "onnx": "onnxruntime"}
 
 
 def default_backend(artifact: Artifact) -> str:
+    if artifact.kind == "engine":  # an engine runs on the runtime it was compiled for
+        return (artifact.manifest.get("compile") or {}).get("target", "")
     try:
         return DEFAULT_FOR_KIND[artifact.kind]
     except KeyError:

@@ -35,7 +35,8 @@ class Predictor:
         self.backend = backend
         self.labels = artifact.labels
         self.preprocessor = preprocessor_for(artifact)
-        self.batch_size = batch_size
+        # An engine compiled for at most N samples per call (AOTInductor, TensorRT profiles) bounds it.
+        self.batch_size = min(batch_size, getattr(backend, "max_batch", None) or batch_size)
 
     def encode(self, inputs: Sequence[Any], seq_len: int | None = None) -> dict[str, np.ndarray]:
         """The backend feed for ``inputs`` (token arrays, or a normalised NCHW image batch)."""

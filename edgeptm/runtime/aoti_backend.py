@@ -1,0 +1,72 @@
+"""AOTInductor backend: runs a ``.pt2`` package compiled by ``edgeptm compile --target aoti``.
+
+Refuses a package built by another torch version (its kernels are compiled against that
+version's ABI) and explains a shape outside the bounds it was compiled for, instead of failing
+deep inside the generated code.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from edgeptm.artifacts import Artifact
+from edgeptm.errors import BackendError
+
+
+def check_compatible(artifact: Artifact) -> dict:
+    info = artifact.manifest.get("compile") or {}
+    built = info.get("torch")
+    if built != torch.__version__:
+        parent = (artifact.manifest.get("parents") or [{}])[0].get("path", "CHECKPOINT")
+        raise BackendError(
+            f"{artifact.path}: AOTInductor package built with torch {built}, this is torch {torch.__version__}; "
+            f"rebuild it here: edgeptm compile {parent} --target aoti --out DIR"
+        )
+    if info.get("device") == "cuda" and not torch.cuda.is_available():
+        raise BackendError(f"{artifact.path}: compiled for CUDA, and torch sees no CUDA device here")
+    return info
+
+
+class AotiBackend:
+    def __init__(self, artifact: Artifact, threads: int | None = None) -> None:
+        info = check_compatible(artifact)
+        self.device = info.get("device", "cpu")
+        self.name = f"aoti-{self.device}"
+        self.threads = threads
+        if threads:
+            torch.set_num_threads(threads)
+        self.bounds = info.get("dynamic_shapes") or {}
+        # The largest batch every input accepts: the Predictor splits bigger requests to fit.
+        self.max_batch = min((b.get("batch", [1, 2**31])[1] for b in self.bounds.values()), default=None)
+        self.input_names = [i["name"] for i in artifact.manifest["io"]["inputs"]]
+        self.output_names = [o["name"] for o in artifact.manifest["io"]["outputs"]]
+        try:
+            self.model = torch._inductor.aoti_load_package(str(artifact.file("model")))
+        except Exception as exc:  # a damaged or foreign package
+            raise BackendError(
+                f"{artifact.path}: cannot load the AOTInductor package ({str(exc).splitlines()[0]})"
+            ) from None
+
+    def _check(self, name: str, shape: tuple[int, ...]) -> None:
+        for axis, (low, high) in zip(range(len(shape)), (self.bounds.get(name) or {}).values()):
+            if not low <= shape[axis] <= high:
+                which = ("batch", "sequence")[axis]
+                raise BackendError(
+                    f"input '{name}': {which} {shape[axis]} is outside the {low}..{high} this package was compiled "
+                    f"for; recompile with a larger --max-{'batch' if axis == 0 else 'seq-len'}"
+                )
+
+    @torch.inference_mode()
+    def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        args = []
+        for name in self.input_names:
+            array = np.ascontiguousarray(feed[name])
+            self._check(name, array.shape)
+            args.append(torch.from_numpy(array).to(self.device))
+        out = self.model(*args)
+        out = out[0] if isinstance(out, (list, tuple)) else out
+        return {self.output_names[0]: out.cpu().numpy()}
+
+    def close(self) -> None:
+        self.model = None
