@@ -7,6 +7,8 @@ deep inside the generated code.
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import torch
 
@@ -41,6 +43,7 @@ class AotiBackend:
         self.max_batch = min((b.get("batch", [1, 2**31])[1] for b in self.bounds.values()), default=None)
         self.input_names = [i["name"] for i in artifact.manifest["io"]["inputs"]]
         self.output_names = [o["name"] for o in artifact.manifest["io"]["outputs"]]
+        logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)  # "No CUDA runtime" on CPU builds
         try:
             self.model = torch._inductor.aoti_load_package(str(artifact.file("model")))
         except Exception as exc:  # a damaged or foreign package
