@@ -114,6 +114,28 @@ def carried_val_data(task: Any, artifact: Artifact) -> Any:
         return None
 
 
+def validate_against_torch(
+    model: Any, predictor: Any, samples: list[Any], val: Any, atol: float, what: str, parent: Artifact
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any] | None]:
+    """The check every converted model passes before it is published: its outputs against eager
+    PyTorch on real samples (ExportError beyond ``atol``), then its accuracy on the labelled split.
+    Returns the manifest's ``validation`` and ``metrics`` sections, and the raw metrics (or None)."""
+    from edgeptm.metrics import evaluate_predictor
+
+    check = compare_with_torch(model, predictor, samples, batch_size=min(16, predictor.batch_size))
+    if check["max_abs_diff"] > atol:
+        raise ExportError(
+            f"{parent.path}: {what}: max abs difference {check['max_abs_diff']:.3g} vs PyTorch exceeds the "
+            f"tolerance {atol:g} (on {check['samples']} validation samples)"
+        )
+    metrics = evaluate_predictor(predictor, val.inputs, val.labels) if val is not None else None
+    section = {"measured_with": predictor.backend.name, "parent_accuracy": parent.metrics.get("accuracy")}
+    if metrics is not None:
+        section.update(accuracy=metrics["accuracy"], macro_f1=metrics["macro_f1"], val_samples=metrics["samples"])
+    validation = {**check, "atol": atol, "against": "torch-eager fp32 (parent checkpoint)"}
+    return validation, section, metrics
+
+
 def compare_with_torch(model: Any, predictor: Any, inputs: list[Any], batch_size: int = 16) -> dict[str, float]:
     """Max |output difference|, cosine similarity and top-1 agreement of a predictor's backend
     against PyTorch, on the same feeds."""
@@ -138,7 +160,6 @@ def export(
     import onnx
     import torch
 
-    from edgeptm.metrics import evaluate_predictor
     from edgeptm.runtime.ort_backend import OrtBackend
     from edgeptm.runtime.predictor import predictor_for
     from edgeptm.runtime.preprocess import preprocessor_for
@@ -214,19 +235,11 @@ def export(
         }
         staged = writer.preview("onnx", manifest)
         with predictor_for(staged, OrtBackend(staged)) as predictor:
-            check = compare_with_torch(model, predictor, samples[: options.validation_samples])
-            if check["max_abs_diff"] > atol:
-                raise ExportError(
-                    f"output '{output}': max abs difference {check['max_abs_diff']:.3g} vs PyTorch exceeds the "
-                    f"tolerance {atol:g} (on {check['samples']} validation samples, opset {opset})"
-                )
-            metrics = evaluate_predictor(predictor, val.inputs, val.labels) if val is not None else None
-        manifest["validation"] = {**check, "atol": atol, "against": "torch-eager fp32 (parent checkpoint)"}
-        manifest["metrics"] = {"measured_with": "onnxruntime-cpu", "parent_accuracy": artifact.metrics.get("accuracy")}
-        if metrics is not None:
-            manifest["metrics"].update(
-                accuracy=metrics["accuracy"], macro_f1=metrics["macro_f1"], val_samples=metrics["samples"]
+            what = f"output '{output}' (opset {opset})"
+            manifest["validation"], manifest["metrics"], metrics = validate_against_torch(
+                model, predictor, samples[: options.validation_samples], val, atol, what, artifact
             )
+        check = manifest["validation"]
         log.info(
             "exported %s: max |diff| %.2g, agreement %.3f, accuracy %s",
             out,

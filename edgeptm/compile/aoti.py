@@ -36,8 +36,7 @@ def _dynamic_shapes(artifact: Artifact, options: Any) -> tuple[dict[int, Any], .
 def build(artifact: Artifact, writer: Any, options: Any) -> dict[str, Any]:
     import torch
 
-    from edgeptm.exporter import carried_val_data, compare_with_torch
-    from edgeptm.metrics import evaluate_predictor
+    from edgeptm.exporter import carried_val_data, validate_against_torch
     from edgeptm.runtime.aoti_backend import AotiBackend
     from edgeptm.runtime.predictor import predictor_for
     from edgeptm.runtime.preprocess import preprocessor_for
@@ -93,24 +92,10 @@ def build(artifact: Artifact, writer: Any, options: Any) -> dict[str, Any]:
     staged = writer.preview("engine", manifest)
     with predictor_for(staged, AotiBackend(staged)) as predictor:
         reference = model.cpu()  # eager on the CPU is the reference, wherever the engine runs
-        check = compare_with_torch(
-            reference, predictor, samples[: options.validation_samples], batch_size=predictor.batch_size
-        )
         atol = float(artifact.manifest["model"].get("export_atol") or 1e-3)
-        if check["max_abs_diff"] > atol:
-            raise ExportError(
-                f"{artifact.path}: the AOTInductor package differs from PyTorch by {check['max_abs_diff']:.3g} "
-                f"(tolerance {atol:g}) on {check['samples']} samples"
-            )
-        metrics = evaluate_predictor(predictor, val.inputs, val.labels) if val is not None else None
-    manifest["validation"] = {**check, "atol": atol, "against": "torch-eager fp32 (parent checkpoint)"}
-    manifest["metrics"] = {
-        "measured_with": f"aoti-{options.device}",
-        "parent_accuracy": artifact.metrics.get("accuracy"),
-    }
-    if metrics is not None:
-        manifest["metrics"].update(
-            accuracy=metrics["accuracy"], macro_f1=metrics["macro_f1"], val_samples=metrics["samples"]
+        manifest["validation"], manifest["metrics"], _ = validate_against_torch(
+            reference, predictor, samples[: options.validation_samples], val, atol, "AOTInductor package", artifact
         )
+    check = manifest["validation"]
     log.info("compiled %s with AOTInductor in %.1f s: max |diff| %.2g", writer.out, seconds, check["max_abs_diff"])
     return manifest

@@ -20,7 +20,7 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from edgeptm.data.text import _rows
+from edgeptm.data.text import labelled_rows
 from edgeptm.data.labelled import Labelled
 from edgeptm.errors import DataError
 
@@ -78,21 +78,12 @@ def read_image_list(
     paths: list[str] = []
     labels: list[str] = []
     try:
-        for number, row in _rows(path):
-            for column in (path_column, label_column):
-                if column not in row:
-                    columns = ", ".join(str(c) for c in row) or "none"
-                    raise DataError(f"{path}:{number}: no column '{column}' (columns: {columns})")
-            image, label = row[path_column], row[label_column]
-            if image is None or not str(image).strip():
-                raise DataError(f"{path}:{number}: empty path in column '{path_column}'")
-            if label is None or str(label).strip() == "":
-                raise DataError(f"{path}:{number}: empty label in column '{label_column}'")
-            image_path = base / str(image).strip()
+        for number, image, label in labelled_rows(path, path_column, label_column, "path"):
+            image_path = base / image.strip()
             if require_files and not image_path.is_file():
                 raise DataError(f"{path}:{number}: no such image file '{image}' (looked for {image_path})")
             paths.append(str(image_path))
-            labels.append(str(label).strip())
+            labels.append(label)
     except UnicodeDecodeError:
         raise DataError(f"{path}: not UTF-8 text") from None
     except OSError as exc:

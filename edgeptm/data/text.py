@@ -66,6 +66,22 @@ def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
         raise DataError(f"{path}: unsupported file type '{suffix or '(none)'}' (use .csv, .tsv, .jsonl or .json)")
 
 
+def labelled_rows(path: Path, input_column: str, label_column: str, what: str) -> Iterator[tuple[int, str, str]]:
+    """(line number, input, label) for every row of a data file; a missing column, an empty input
+    or an empty label is a DataError naming the file and line."""
+    for number, row in _rows(path):
+        for column in (input_column, label_column):
+            if column not in row:
+                columns = ", ".join(str(c) for c in row) or "none"
+                raise DataError(f"{path}:{number}: no column '{column}' (columns: {columns})")
+        value, label = row[input_column], row[label_column]
+        if value is None or not str(value).strip():
+            raise DataError(f"{path}:{number}: empty {what} in column '{input_column}'")
+        if label is None or str(label).strip() == "":
+            raise DataError(f"{path}:{number}: empty label in column '{label_column}'")
+        yield number, str(value), str(label).strip()
+
+
 def read_text_table(path: str | Path, text_column: str = "text", label_column: str = "label") -> TextDataset:
     """Read labelled text; every row needs a non-empty text and label."""
     path = Path(path)
@@ -74,18 +90,9 @@ def read_text_table(path: str | Path, text_column: str = "text", label_column: s
     texts: list[str] = []
     labels: list[str] = []
     try:
-        for number, row in _rows(path):
-            for column in (text_column, label_column):
-                if column not in row:
-                    columns = ", ".join(str(c) for c in row) or "none"
-                    raise DataError(f"{path}:{number}: no column '{column}' (columns: {columns})")
-            text, label = row[text_column], row[label_column]
-            if text is None or not str(text).strip():
-                raise DataError(f"{path}:{number}: empty text in column '{text_column}'")
-            if label is None or str(label).strip() == "":
-                raise DataError(f"{path}:{number}: empty label in column '{label_column}'")
-            texts.append(str(text))
-            labels.append(str(label).strip())
+        for _, text, label in labelled_rows(path, text_column, label_column, "text"):
+            texts.append(text)
+            labels.append(label)
     except UnicodeDecodeError:
         raise DataError(f"{path}: not UTF-8 text") from None
     except OSError as exc:
