@@ -16,7 +16,9 @@ def list_() -> None:
     """List the shipped profiles."""
     from edgeptm.profiles import list_profiles, profiles_dir
 
-    rows = [[p.name, p.device.arch, p.quantize.mode, p.runtime.threads, p.description] for p in list_profiles()]
+    rows = [
+        [p.name, p.device.arch, p.quantize.mode or "by task", p.runtime.threads, p.description] for p in list_profiles()
+    ]
     click.echo(table(["profile", "arch", "quantize", "threads", "description"], rows))
     click.echo(f"\n({profiles_dir()})")
 
