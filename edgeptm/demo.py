@@ -42,7 +42,8 @@ def run_demo(opts: DemoOptions) -> dict[str, Any]:
     data = rotten_tomatoes(fetch=True)
     subset = f", training on a seeded subset of {opts.train_limit}" if opts.train_limit else ""
     log.info("data: %s: %d train / %d validation sentences%s", data.description, data.n_train, data.n_val, subset)
-    ckpt = finetune(
+    ckpt, onnx, int8 = _finetune_export_quantize(
+        root,
         FinetuneOptions(
             model=opts.model,
             train=str(data.train),
@@ -52,15 +53,9 @@ def run_demo(opts: DemoOptions) -> dict[str, Any]:
             train_limit=opts.train_limit,
             threads=opts.threads,
         ),
-        root / "checkpoint",
-        force=opts.force,
-    )
-    onnx = export(ckpt, root / "onnx-fp32", ExportOptions(profile=opts.profile), force=opts.force)
-    int8 = quantize(
-        onnx,
-        root / "onnx-int8",
         QuantizeOptions(mode="dynamic-int8", profile=opts.profile, max_accuracy_drop=opts.max_accuracy_drop),
-        force=opts.force,
+        opts.profile,
+        opts.force,
     )
     bench_options = BenchOptions(
         batch_size=1,
@@ -80,6 +75,16 @@ def run_demo(opts: DemoOptions) -> dict[str, Any]:
         "report": report,
         "rows": rows,
     }
+
+
+def _finetune_export_quantize(
+    root: Path, finetune_options: FinetuneOptions, quantize_options: QuantizeOptions, profile: str | None, force: bool
+) -> tuple[Any, Any, Any]:
+    """The demo path: checkpoint/, onnx-fp32/ and onnx-int8/ under ``root``."""
+    ckpt = finetune(finetune_options, root / "checkpoint", force=force)
+    onnx = export(ckpt, root / "onnx-fp32", ExportOptions(profile=profile), force=force)
+    int8 = quantize(onnx, root / "onnx-int8", quantize_options, force=force)
+    return ckpt, onnx, int8
 
 
 def _bench_table(artifacts: list[Any], names: list[str], options: BenchOptions) -> tuple[dict[str, Any], list]:
@@ -124,7 +129,8 @@ def run_vision_demo(opts: VisionDemoOptions) -> dict[str, Any]:
     root = Path(opts.out)
     data = fashion_mnist(fetch=True)
     log.info("data: %s: %d train / %d validation images", data.description, data.n_train, data.n_val)
-    ckpt = finetune(
+    ckpt, onnx, int8 = _finetune_export_quantize(
+        root,
         FinetuneOptions(
             model=opts.model,
             train=str(data.train),
@@ -135,20 +141,14 @@ def run_vision_demo(opts: VisionDemoOptions) -> dict[str, Any]:
             val_limit=opts.val_limit,
             threads=opts.threads,
         ),
-        root / "checkpoint",
-        force=opts.force,
-    )
-    onnx = export(ckpt, root / "onnx-fp32", ExportOptions(profile=opts.profile), force=opts.force)
-    int8 = quantize(
-        onnx,
-        root / "onnx-int8",
         QuantizeOptions(
             mode="static-int8",
             calib_samples=opts.calib_samples,
             profile=opts.profile,
             max_accuracy_drop=opts.max_accuracy_drop,
         ),
-        force=opts.force,
+        opts.profile,
+        opts.force,
     )
     artifacts = [ckpt, onnx, int8]
     names = ["PyTorch FP32 (eager)", "ONNX Runtime FP32", "ONNX Runtime INT8 (static QDQ)"]

@@ -23,7 +23,7 @@ import numpy as np
 from edgeptm.artifacts import Artifact, ArtifactWriter, open_stage_source
 from edgeptm.errors import ExportError
 from edgeptm.profiles import Profile, pick, resolve_profile
-from edgeptm.tasks import get_task
+from edgeptm.tasks import carried_val_data, get_task
 
 log = logging.getLogger(__name__)
 
@@ -98,20 +98,6 @@ def _ort_optimize(path: Path, out: Path, model_info: dict[str, Any], family: Any
         "fusion_overrides": family.ort_fusion_overrides,
         "fused_operators": fused,
     }
-
-
-def carried_val_data(task: Any, artifact: Artifact) -> Any:
-    """The validation split the artifact carries, or None (with a warning) when its files are not
-    on this machine: the stage then validates numerically on stand-in inputs only."""
-    from edgeptm.errors import DataError
-
-    if not artifact.has_file("val_data"):
-        return None
-    try:
-        return task.val_data(artifact)
-    except DataError as exc:
-        log.warning("%s; accuracy is not measured", exc)
-        return None
 
 
 def validate_against_torch(

@@ -81,10 +81,13 @@ class FinetuneOptions:
                 raise UsageError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
 
 
-def _load_data(opts: FinetuneOptions, task: Any) -> tuple[Any, Any, str]:
+def _load_data(opts: FinetuneOptions, task: Any) -> tuple[Any, Any, str, dict[str, str | None]]:
+    """Train and validation data, how the validation was chosen, and digests of what was read."""
     train = task.read_data(opts.train, opts)
+    digests: dict[str, str | None] = {"train_sha256": data_digest(Path(opts.train), train), "val_sha256": None}
     if opts.val:
         val = task.read_data(opts.val, opts)
+        digests["val_sha256"] = data_digest(Path(opts.val), val)
         how = f"--val {opts.val}"
     else:
         train, val = seeded_split(train, opts.val_fraction, opts.seed)
@@ -99,7 +102,7 @@ def _load_data(opts: FinetuneOptions, task: Any) -> tuple[Any, Any, str]:
             f"{opts.train}: training data has a single label '{labels[0]}'; classification needs two or more"
         )
     val.check_labels(labels)
-    return train, val, how
+    return train, val, how, digests
 
 
 def _seeded_subset(data: Any, limit: int | None, seed: int) -> Any:
@@ -112,7 +115,7 @@ def _seeded_subset(data: Any, limit: int | None, seed: int) -> Any:
     return data.subset(sorted(order[:limit]))
 
 
-def _fingerprint(opts: FinetuneOptions) -> dict[str, Any]:
+def _fingerprint(opts: FinetuneOptions, digests: dict[str, str | None]) -> dict[str, Any]:
     """What must be equal for a checkpoint to be resumed."""
     keep = (
         "model",
@@ -134,24 +137,19 @@ def _fingerprint(opts: FinetuneOptions) -> dict[str, Any]:
         "pretrained",
         "augment",
     )
-    data = {k: getattr(opts, k) for k in keep}
-    data["train_sha256"] = data_digest(Path(opts.train))
-    data["val_sha256"] = data_digest(Path(opts.val)) if opts.val else None
-    return data
+    return {**{k: getattr(opts, k) for k in keep}, **digests}
 
 
-def data_digest(path: Path) -> str:
-    """sha256 of a data file; for an image folder, of its listing: relative path, size and
-    modification time of each image the reader takes (hidden and non-image files do not count).
-    An image list (CSV/JSONL) is hashed as a file: its images are not re-read."""
+def data_digest(path: Path, data: Any) -> str:
+    """sha256 of a data file; for an image folder, of the images the reader took from it (``data``,
+    as read): relative path, size and modification time of each. An image list (CSV/JSONL) is
+    hashed as a file: its images are not re-read."""
     if path.is_file():
         return sha256_file(path)
     import hashlib
 
-    from edgeptm.data.images import read_image_folder
-
     digest = hashlib.sha256()
-    for image in read_image_folder(path).paths:
+    for image in data.inputs:
         stat = Path(image).stat()
         digest.update(
             f"{Path(image).relative_to(path.absolute()).as_posix()}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode()
@@ -272,10 +270,10 @@ def finetune(opts: FinetuneOptions, out: str | Path, force: bool = False) -> Art
         spec = spec.with_options(opts.weights, opts.pretrained, opts.image_size)
     elif opts.weights or not opts.pretrained or opts.image_size:
         raise UsageError(f"--weights, --no-pretrained and --image-size are for image models, not {opts.model}")
-    train, val, val_how = _load_data(opts, task)
+    train, val, val_how, digests = _load_data(opts, task)
     labels = train.label_set()
     dist = _distributed()
-    fingerprint = {**_fingerprint(opts), "world_size": dist.world}
+    fingerprint = {**_fingerprint(opts, digests), "world_size": dist.world}
     if opts.threads:
         torch.set_num_threads(opts.threads)
 

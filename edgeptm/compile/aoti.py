@@ -16,7 +16,7 @@ from typing import Any
 
 from edgeptm.artifacts import Artifact
 from edgeptm.errors import ExportError, UsageError
-from edgeptm.tasks import get_task
+from edgeptm.tasks import carried_val_data, get_task
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ def _dynamic_shapes(artifact: Artifact, options: Any) -> tuple[dict[int, Any], .
 def build(artifact: Artifact, writer: Any, options: Any) -> dict[str, Any]:
     import torch
 
-    from edgeptm.exporter import carried_val_data, validate_against_torch
+    from edgeptm.exporter import validate_against_torch
     from edgeptm.runtime.aoti_backend import AotiBackend
     from edgeptm.runtime.predictor import predictor_for
     from edgeptm.runtime.preprocess import preprocessor_for

@@ -8,7 +8,6 @@ exactly the pixels it was validated on. Its ``record()`` goes into the artifact 
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import os
@@ -20,7 +19,7 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from edgeptm.data.text import labelled_rows
+from edgeptm.data.text import labelled_rows, reading
 from edgeptm.data.labelled import Labelled
 from edgeptm.errors import DataError
 
@@ -77,19 +76,13 @@ def read_image_list(
     base = path.parent.absolute()
     paths: list[str] = []
     labels: list[str] = []
-    try:
+    with reading(path):
         for number, image, label in labelled_rows(path, path_column, label_column, "path"):
             image_path = base / image.strip()
             if require_files and not image_path.is_file():
                 raise DataError(f"{path}:{number}: no such image file '{image}' (looked for {image_path})")
             paths.append(str(image_path))
             labels.append(label)
-    except UnicodeDecodeError:
-        raise DataError(f"{path}: not UTF-8 text") from None
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read ({exc.strerror})") from None
-    except csv.Error as exc:
-        raise DataError(f"{path}: malformed CSV ({exc})") from None
     if not paths:
         raise DataError(f"{path}: no rows")
     return ImageDataset(paths, labels, str(path))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -66,6 +67,19 @@ def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
         raise DataError(f"{path}: unsupported file type '{suffix or '(none)'}' (use .csv, .tsv, .jsonl or .json)")
 
 
+@contextmanager
+def reading(path: Path) -> Iterator[None]:
+    """Turn what reading a data file can raise (encoding, I/O, CSV syntax) into one-line DataErrors."""
+    try:
+        yield
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not UTF-8 text") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror})") from None
+    except csv.Error as exc:
+        raise DataError(f"{path}: malformed CSV ({exc})") from None
+
+
 def labelled_rows(path: Path, input_column: str, label_column: str, what: str) -> Iterator[tuple[int, str, str]]:
     """(line number, input, label) for every row of a data file; a missing column, an empty input
     or an empty label is a DataError naming the file and line."""
@@ -89,16 +103,10 @@ def read_text_table(path: str | Path, text_column: str = "text", label_column: s
         raise DataError(f"{path}: no such file")
     texts: list[str] = []
     labels: list[str] = []
-    try:
+    with reading(path):
         for _, text, label in labelled_rows(path, text_column, label_column, "text"):
             texts.append(text)
             labels.append(label)
-    except UnicodeDecodeError:
-        raise DataError(f"{path}: not UTF-8 text") from None
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read ({exc.strerror})") from None
-    except csv.Error as exc:
-        raise DataError(f"{path}: malformed CSV ({exc})") from None
     if not texts:
         raise DataError(f"{path}: no rows")
     return TextDataset(texts, labels, str(path))

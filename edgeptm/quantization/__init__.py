@@ -21,7 +21,7 @@ from edgeptm.profiles import Profile, pick, resolve_profile
 from edgeptm.quantization.dynamic import quantize_dynamic_int8
 from edgeptm.quantization.fp16 import convert_fp16
 from edgeptm.quantization.static import CALIBRATION_METHODS, quantize_static_int8
-from edgeptm.tasks import get_task
+from edgeptm.tasks import carried_val_data, get_task
 
 log = logging.getLogger(__name__)
 
@@ -99,8 +99,6 @@ def _validation_data(artifact: Artifact, task: Any, options: QuantizeOptions) ->
     if options.val:
         data, how = task.read_data(options.val, options), f"--val {options.val}"
     else:
-        from edgeptm.exporter import carried_val_data
-
         data, how = carried_val_data(task, artifact), "validation split carried by the artifact"
         if data is None:
             return None

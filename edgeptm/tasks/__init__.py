@@ -10,9 +10,12 @@ module here and one line in ``TASKS``.
 from __future__ import annotations
 
 import importlib
+import logging
 from typing import Any
 
-from edgeptm.errors import UsageError
+from edgeptm.errors import DataError, UsageError
+
+log = logging.getLogger(__name__)
 
 TASKS: dict[str, str] = {
     "text-classification": "edgeptm.tasks.text:TEXT_CLASSIFICATION",
@@ -30,4 +33,16 @@ def get_task(name: str) -> Any:
     return getattr(importlib.import_module(module_name), attr)
 
 
-__all__ = ["TASKS", "get_task"]
+def carried_val_data(task: Any, artifact: Any) -> Any:
+    """The validation split the artifact carries, or None (with a warning) when its files are not
+    on this machine: the stage then validates numerically on stand-in inputs only."""
+    if not artifact.has_file("val_data"):
+        return None
+    try:
+        return task.val_data(artifact)
+    except DataError as exc:
+        log.warning("%s; accuracy is not measured", exc)
+        return None
+
+
+__all__ = ["TASKS", "carried_val_data", "get_task"]

@@ -138,7 +138,6 @@ def _sha256(path: Path) -> str:
 
 class ImageClassification:
     name = "image-classification"
-    input_kind = "images"
 
     def read_data(self, path: str | Path, opts: Any) -> ImageDataset:
         data = read_image_data(path)

@@ -106,7 +106,6 @@ def calibration_sample(train: Any, seed: int) -> Any:
 
 class TextClassification:
     name = "text-classification"
-    input_kind = "texts"
 
     def read_data(self, path: str | Path, opts: Any) -> TextDataset:
         return read_text_table(path, opts.text_column, opts.label_column)
