@@ -48,6 +48,13 @@ from edgeptm.cli.common import force_option, options, out_option, profile_option
     default=None,
     help="static-int8: how activation ranges are set [default: minmax].",
 )
+@click.option(
+    "--activations",
+    type=click.Choice(["uint8", "int8"]),
+    default=None,
+    help="static-int8: uint8 activations (fastest on ONNX Runtime CPU) or symmetric int8 (the form TensorRT "
+    "builds) [default: profile's, else uint8].",
+)
 @click.option("--fp16-io", is_flag=True, help="fp16: float16 inputs and outputs too [default: float32 at the edges].")
 @options(profile_option, out_option, force_option)
 def command(onnx_artifact: str, out: str, force: bool, **kwargs) -> None:

@@ -31,6 +31,7 @@ MODES: dict[str, tuple[Callable[..., dict[str, Any]], str]] = {
     "static-int8": (quantize_static_int8, "int8-static-qdq"),
     "fp16": (convert_fp16, "fp16"),
 }
+ACTIVATION_TYPES = ("uint8", "int8")
 # Image models default to static QDQ (dynamic INT8 makes convolutions slower); text to dynamic.
 DEFAULT_MODE = {"text-classification": "dynamic-int8", "image-classification": "static-int8"}
 
@@ -48,6 +49,7 @@ class QuantizeOptions:
     calib_samples: int | None = None  # static-int8: how many calibration inputs to use
     calib_method: str | None = None  # static-int8: minmax | entropy | percentile
     fp16_io: bool = False  # fp16: float16 inputs/outputs too (default: float32 at the edges)
+    activations: str | None = None  # static-int8: uint8 (ONNX Runtime CPU) | int8 (symmetric, TensorRT)
     profile: str | Profile | None = None
 
 
@@ -163,10 +165,16 @@ def quantize(
         if method not in CALIBRATION_METHODS:
             raise UsageError(f"--calib-method {method}: not one of {', '.join(CALIBRATION_METHODS)}")
         # uint8 activations: ONNX Runtime's x86 QLinearConv/MatMul kernels are built for u8 x s8.
-        settings.update(calibration_method=method, activation_type="uint8")
+        # int8: symmetric signed activations (zero point 0), the only Q/DQ form TensorRT builds.
+        activations = pick(options.activations, section and getattr(section, "activations", None), "uint8")
+        if activations not in ACTIVATION_TYPES:
+            raise UsageError(f"--activations {activations}: not one of {', '.join(ACTIVATION_TYPES)}")
+        settings.update(calibration_method=method, activation_type=activations)
         calibration = _calibration(artifact, task, options, section)
     elif mode == "fp16":
         settings = {"fp16_io": options.fp16_io}
+    if options.activations and mode != "static-int8":
+        raise UsageError(f"--activations is for --mode static-int8, not {mode}")
     if options.fp16_io and mode != "fp16":
         raise UsageError(f"--fp16-io is for --mode fp16, not {mode}")
     validation = _validation_data(artifact, task, options)

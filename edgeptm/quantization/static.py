@@ -105,7 +105,13 @@ def quantize_static_int8(
                 activation_type=QuantType.QUInt8 if settings["activation_type"] == "uint8" else QuantType.QInt8,
                 weight_type=QuantType.QInt8,
                 calibrate_method=_calibration_method(method),
-                extra_options={**family.static_extra_options, "DefaultTensorType": onnx.TensorProto.FLOAT},
+                extra_options={
+                    **family.static_extra_options,
+                    "DefaultTensorType": onnx.TensorProto.FLOAT,
+                    # int8 activations are for TensorRT, which takes zero points of 0 only.
+                    "ActivationSymmetric": settings["activation_type"] == "int8",
+                    "WeightSymmetric": True,
+                },
             )
         log.debug("calibration: %s", chatter.getvalue().strip())
     finally:
