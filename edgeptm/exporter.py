@@ -101,14 +101,21 @@ def _ort_optimize(path: Path, out: Path, model_info: dict[str, Any], family: Any
 
 
 def validate_against_torch(
-    model: Any, predictor: Any, samples: list[Any], val: Any, atol: float, what: str, parent: Artifact
+    model: Any,
+    predictor: Any,
+    samples: list[Any],
+    val: Any,
+    atol: float,
+    what: str,
+    parent: Artifact,
+    device: str = "cpu",
 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any] | None]:
     """The check every converted model passes before it is published: its outputs against eager
     PyTorch on real samples (ExportError beyond ``atol``), then its accuracy on the labelled split.
     Returns the manifest's ``validation`` and ``metrics`` sections, and the raw metrics (or None)."""
     from edgeptm.metrics import evaluate_predictor
 
-    check = compare_with_torch(model, predictor, samples, batch_size=min(16, predictor.batch_size))
+    check = compare_with_torch(model, predictor, samples, batch_size=min(16, predictor.batch_size), device=device)
     if check["max_abs_diff"] > atol:
         raise ExportError(
             f"{parent.path}: {what}: max abs difference {check['max_abs_diff']:.3g} vs PyTorch exceeds the "
@@ -118,11 +125,13 @@ def validate_against_torch(
     section = {"measured_with": predictor.backend.name, "parent_accuracy": parent.metrics.get("accuracy")}
     if metrics is not None:
         section.update(accuracy=metrics["accuracy"], macro_f1=metrics["macro_f1"], val_samples=metrics["samples"])
-    validation = {**check, "atol": atol, "against": "torch-eager fp32 (parent checkpoint)"}
+    validation = {**check, "atol": atol, "against": f"torch-eager fp32 on {device} (parent checkpoint)"}
     return validation, section, metrics
 
 
-def compare_with_torch(model: Any, predictor: Any, inputs: list[Any], batch_size: int = 16) -> dict[str, float]:
+def compare_with_torch(
+    model: Any, predictor: Any, inputs: list[Any], batch_size: int = 16, device: str = "cpu"
+) -> dict[str, float]:
     """Max |output difference|, cosine similarity and top-1 agreement of a predictor's backend
     against PyTorch, on the same feeds."""
     import torch
@@ -133,7 +142,8 @@ def compare_with_torch(model: Any, predictor: Any, inputs: list[Any], batch_size
     for start in range(0, len(inputs), batch_size):
         feed = predictor.encode(inputs[start : start + batch_size])
         with torch.inference_mode():
-            expected.append(model(*[torch.from_numpy(feed[n]) for n in predictor.backend.input_names]).numpy())
+            args = [torch.from_numpy(feed[n]).to(device) for n in predictor.backend.input_names]
+            expected.append(model(*args).cpu().numpy())
         got.append(next(iter(predictor.backend.run(feed).values())))
     agreement = output_agreement(np.concatenate(expected), np.concatenate(got))
     return {**agreement, "label_agreement": agreement["top1_agreement"]}

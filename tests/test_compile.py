@@ -72,3 +72,32 @@ def test_image_engine_through_the_cli(tmp_path: Path) -> None:
     image = str(data / "green" / "003.png")  # odd indices are .png, even .jpg
     with edgeptm.load(ckpt.path) as eager, edgeptm.load(tmp_path / "engine") as engine:
         np.testing.assert_allclose(engine.logits([image]), eager.logits([image]), atol=1e-4)
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+@pytest.mark.skipif(not _cuda(), reason="needs an NVIDIA GPU (none here; benchmarks/gpu_check.py runs it on one)")
+def test_cuda_package_matches_eager_records_its_gpu_and_refuses_another(tiny_checkpoint, tmp_path: Path) -> None:
+    import shutil
+
+    engine = compile(tiny_checkpoint, tmp_path / "cuda", CompileOptions(device="cuda", max_batch=8))
+    info = engine.manifest["compile"]
+    assert info["device"] == "cuda" and info["gpu"] and info["compute_capability"]
+    assert engine.manifest["validation"]["max_abs_diff"] < 1e-3
+    texts = ["a warm and funny film", "a dull, lifeless and far too long film", "fine"]
+    with edgeptm.load(tiny_checkpoint.path) as eager, edgeptm.load(engine.path) as cuda:
+        assert cuda.backend.name == "aoti-cuda"
+        np.testing.assert_allclose(cuda.logits(texts), eager.logits(texts), atol=1e-3)
+    report = edgeptm.bench([engine.path], edgeptm.BenchOptions(iterations=20, warmup=2, rounds=1))
+    assert report["results"][0]["backend"] == "aoti-cuda" and report["results"][0]["p50_ms"] > 0
+    copy = tmp_path / "other-gpu"
+    shutil.copytree(engine.path, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["compile"]["compute_capability"] = "1.0"
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BackendError, match=r"compiled for compute capability 1\.0.*--device cuda"):
+        edgeptm.load(copy)

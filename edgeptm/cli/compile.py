@@ -8,34 +8,69 @@ from edgeptm.cli.common import force_option, options, out_option, profile_option
 @click.command(name="compile")
 @click.argument("source", type=click.Path())
 @click.option(
-    "--target", type=click.Choice(["aoti"]), default="aoti", show_default=True, help="Runtime to compile for."
+    "--target",
+    type=click.Choice(["tensorrt", "aoti"]),
+    default=None,
+    help="Runtime to compile for [default: the profile's, else aoti].",
 )
-@click.option(
-    "--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True, help="aoti: where it will run."
-)
-@click.option("--max-batch", type=click.IntRange(min=1), default=64, show_default=True, help="Largest batch accepted.")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None, help="aoti: where it runs [default: cpu].")
+@click.option("--max-batch", type=click.IntRange(min=1), default=None, help="Largest batch accepted [default: 32].")
 @click.option(
     "--max-seq-len", type=click.IntRange(min=1), default=None, help="Text: longest sequence [default: max length]."
 )
+@click.option(
+    "--shapes",
+    multiple=True,
+    metavar="NAME:MIN,OPT,MAX",
+    help="Shape range of one input, e.g. input_ids:1x1,1x128,8x128 (or NAME:1x128 for a static shape); repeat "
+    "per input [default: from --max-batch/--max-seq-len, the profile, then the model].",
+)
+@click.option("--workspace-mb", type=click.IntRange(min=1), default=None, help="tensorrt: builder scratch memory.")
+@click.option(
+    "--optimization-level", type=click.IntRange(0, 5), default=None, help="tensorrt: builder level 0-5 [default: 3]."
+)
+@click.option("--dla-core", type=click.IntRange(min=0), default=None, help="tensorrt: run on this DLA core (Jetson).")
+@click.option("--gpu-fallback/--no-gpu-fallback", default=None, help="tensorrt: layers DLA lacks run on the GPU.")
+@click.option(
+    "--hardware-compatibility",
+    type=click.Choice(["none", "ampere_plus", "same_compute_capability"]),
+    default=None,
+    help="tensorrt: which GPUs the engine may run on [default: the one it is built on].",
+)
+@click.option(
+    "--version-compatible/--no-version-compatible",
+    default=None,
+    help="tensorrt: the engine also runs on later TensorRT of the same major version.",
+)
+@click.option("--cuda-graph/--no-cuda-graph", default=None, help="tensorrt: the backend replays a captured CUDA graph.")
+@click.option("--timing-cache", type=click.Path(dir_okay=False), default=None, help="tensorrt: timing cache file.")
 @options(profile_option, out_option, force_option)
-def command(source: str, out: str, force: bool, **kwargs) -> None:
-    """Compile SOURCE into an engine for one runtime, validated against PyTorch.
+def command(source: str, out: str, force: bool, shapes: tuple[str, ...], **kwargs) -> None:
+    """Compile SOURCE into an engine for one runtime, validated before it is written.
 
     \b
-    --target aoti: torch.export + AOTInductor -> a .pt2 package (CPU C++/OpenMP kernels, or CUDA),
-    dynamic batch (and sequence) axes; SOURCE is a checkpoint artifact or a registered model name.
-    The package loads in any process with the same torch version (the manifest records it).
+    --target tensorrt: SOURCE is an ONNX artifact (FP32, FP16, or INT8 Q/DQ from
+      'quantize --mode static-int8 --activations int8'); the engine is built for this GPU and
+      TensorRT version, with one optimization profile over the shape ranges, and checked against
+      ONNX Runtime. Needs: pip install 'edgeptm[tensorrt]'.
+    --target aoti: SOURCE is a checkpoint artifact or a registered model name; torch.export +
+      AOTInductor -> a .pt2 package (CPU, or CUDA with --device cuda), dynamic batch (and
+      sequence), checked against eager PyTorch; loads with the same torch version.
     """
     from edgeptm.compile import CompileOptions, compile
 
-    artifact = compile(source, out, CompileOptions(**kwargs), force=force)
+    artifact = compile(source, out, CompileOptions(shapes=list(shapes) or None, **kwargs), force=force)
     info, v, m = artifact.manifest["compile"], artifact.manifest["validation"], artifact.metrics
-    click.echo(
-        f"engine: {artifact.path} ({info['target']}, {info['device']}, torch {info['torch']}, "
-        f"{info['compile_seconds']} s)"
-    )
+    if info["target"] == "tensorrt":
+        where = f"TensorRT {info['tensorrt']}, {info['gpu']} (cc {info['compute_capability']}), {info['network']}"
+        seconds = info["build_seconds"]
+    else:
+        where = f"{info['device']}, torch {info['torch']}"
+        seconds = info["compile_seconds"]
+    click.echo(f"engine: {artifact.path} ({info['target']}, {where}, {seconds} s)")
+    against = "ONNX Runtime" if info["target"] == "tensorrt" else "PyTorch"
     accuracy = f"val accuracy {m['accuracy']:.4f}" if m.get("accuracy") is not None else "no labelled data"
     click.echo(
-        f"vs PyTorch: max |output diff| {v['max_abs_diff']:.2e} (tolerance {v['atol']:g}), top-1 agreement "
-        f"{v['label_agreement']:.3f} on {v['samples']} samples; {accuracy}"
+        f"vs {against}: max |output diff| {v['max_abs_diff']:.2e}, min cosine {v['min_cosine']:.5f}, top-1 "
+        f"agreement {v['label_agreement']:.3f} on {v['samples']} samples; {accuracy}"
     )

@@ -1,4 +1,4 @@
-"""Compile: turn an artifact into an engine for one runtime (AOTInductor here; TensorRT to come).
+"""Compile: turn an artifact into an engine for one runtime (TensorRT, AOTInductor).
 
 Each target is a module with a ``build(artifact, out_dir, options) -> record`` function; the stage
 around it is common: check the source fits the target, stage the engine in a temporary directory,
@@ -8,31 +8,64 @@ where and how it was built, so ``load()`` can refuse an engine this machine cann
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from edgeptm.artifacts import Artifact, ArtifactWriter, open_stage_source
 from edgeptm.errors import UsageError
-from edgeptm.profiles import Profile, resolve_profile
+from edgeptm.profiles import Profile, pick, resolve_profile
 
 log = logging.getLogger(__name__)
 
 # target -> (module:function, the artifact kinds it compiles from, what they are in words)
 TARGETS: dict[str, tuple[str, tuple[str, ...], str]] = {
     "aoti": ("edgeptm.compile.aoti:build", ("checkpoint",), "a checkpoint artifact (PyTorch weights)"),
+    "tensorrt": ("edgeptm.compile.tensorrt:build", ("onnx",), "an ONNX artifact (FP32, FP16 or INT8 Q/DQ)"),
 }
 
 
 @dataclass
 class CompileOptions:
-    target: str = "aoti"
-    device: str = "cpu"  # aoti: cpu | cuda
-    max_batch: int = 64  # largest batch the engine accepts (dynamic batch 1..max_batch)
-    max_seq_len: int | None = None  # text: largest sequence (default: the model's max length)
+    """Unset options come from the device profile's ``compile`` section, then edgeptm's defaults."""
+
+    target: str | None = None  # tensorrt | aoti (default: the profile's, else aoti)
+    device: str | None = None  # aoti: cpu | cuda
+    max_batch: int | None = None  # largest batch the engine accepts (default 32)
+    max_seq_len: int | None = None  # text: longest sequence (default: the model's max length)
+    shapes: list[str] | None = None  # explicit NAME:MIN,OPT,MAX per input (trtexec's 1x128 notation)
+    workspace_mb: int | None = None  # tensorrt: builder scratch memory
+    optimization_level: int | None = None  # tensorrt: builder optimization level 0..5
+    dla_core: int | None = None  # tensorrt: DLA core (Jetson AGX/NX)
+    gpu_fallback: bool | None = None  # tensorrt: with a DLA core, layers it lacks run on the GPU
+    hardware_compatibility: str | None = None  # tensorrt: none | ampere_plus | same_compute_capability
+    version_compatible: bool | None = None  # tensorrt: runs on later TensorRT of the same major
+    cuda_graph: bool | None = None  # tensorrt: the backend replays a captured CUDA graph
+    timing_cache: str | None = None  # tensorrt: timing cache file (default: one per GPU arch + version)
     validation_samples: int = 64
     profile: str | Profile | None = None
+
+    def shape_sources(self) -> dict[str, Any]:
+        """Arguments for ``shapes.shape_ranges``: --shapes, else --max-batch/--max-seq-len, else the profile."""
+        from edgeptm.compile.shapes import DEFAULT_OPT_SEQ, parse_shapes
+
+        section = self.profile.compile if isinstance(self.profile, Profile) else None
+        batch = section.batch if section else None
+        seq_len = section.seq_len if section else None
+        if self.max_batch is not None:
+            batch = (1, min(batch[1] if batch else 1, self.max_batch), self.max_batch)
+        if self.max_seq_len is not None:
+            opt = seq_len[1] if seq_len else DEFAULT_OPT_SEQ
+            seq_len = (1, min(opt, self.max_seq_len), self.max_seq_len)
+        return {
+            "explicit": parse_shapes(self.shapes or []),
+            "batch": batch,
+            "seq_len": seq_len,
+            "fit_seq_len": self.max_seq_len is None,  # a profile's range is cut to the model's length
+        }
 
 
 def compile(  # noqa: A001 - the stage is called compile, as in the CLI
@@ -40,16 +73,20 @@ def compile(  # noqa: A001 - the stage is called compile, as in the CLI
 ) -> Artifact:
     """Compile an artifact for ``options.target``; the engine is validated before it is published."""
     options = options or CompileOptions()
-    if options.target not in TARGETS:
-        raise UsageError(f"--target {options.target}: not one of {', '.join(TARGETS)}")
-    target, kinds, accepts = TARGETS[options.target]
-    if options.max_batch < 1:
-        raise UsageError(f"--max-batch must be >= 1, got {options.max_batch}")
-    out = Path(out)
-    artifact = open_stage_source(
-        source, out, force, f"compile --target {options.target}", accepts, lambda a: a.kind in kinds
-    )
     profile = resolve_profile(options.profile)
+    section = profile.compile if profile else None
+    name = pick(options.target, section and section.target, "aoti")
+    device = pick(options.device, section and section.device if name == "aoti" else None, "cpu")
+    options = dataclasses.replace(options, target=name, device=device, profile=profile)
+    if name not in TARGETS:
+        raise UsageError(f"--target {name}: not one of {', '.join(TARGETS)}")
+    target, kinds, accepts = TARGETS[name]
+    for key in ("max_batch", "max_seq_len"):
+        value = getattr(options, key)
+        if value is not None and value < 1:
+            raise UsageError(f"--{key.replace('_', '-')} must be >= 1, got {value}")
+    out = Path(out)
+    artifact = open_stage_source(source, out, force, f"compile --target {name}", accepts, lambda a: a.kind in kinds)
     module_name, function = target.split(":")
     build = getattr(importlib.import_module(module_name), function)
     with ArtifactWriter(out, force=force) as writer:

@@ -19,14 +19,22 @@ from edgeptm.errors import BackendError
 def check_compatible(artifact: Artifact) -> dict:
     info = artifact.manifest.get("compile") or {}
     built = info.get("torch")
+    parent = (artifact.manifest.get("parents") or [{}])[0].get("path", "CHECKPOINT")
     if built != torch.__version__:
-        parent = (artifact.manifest.get("parents") or [{}])[0].get("path", "CHECKPOINT")
         raise BackendError(
             f"{artifact.path}: AOTInductor package built with torch {built}, this is torch {torch.__version__}; "
             f"rebuild it here: edgeptm compile {parent} --target aoti --out DIR"
         )
-    if info.get("device") == "cuda" and not torch.cuda.is_available():
-        raise BackendError(f"{artifact.path}: compiled for CUDA, and torch sees no CUDA device here")
+    if info.get("device") == "cuda":
+        if not torch.cuda.is_available():
+            raise BackendError(f"{artifact.path}: compiled for CUDA, and torch sees no CUDA device here")
+        cc = "{}.{}".format(*torch.cuda.get_device_capability())
+        if info.get("compute_capability") not in (None, cc):
+            raise BackendError(
+                f"{artifact.path}: AOTInductor package compiled for compute capability {info['compute_capability']} "
+                f"({info.get('gpu')}), this GPU is {cc}; rebuild it here: edgeptm compile {parent} --target aoti "
+                "--device cuda --out DIR"
+            )
     return info
 
 
@@ -41,6 +49,8 @@ class AotiBackend:
         self.bounds = info.get("dynamic_shapes") or {}
         # The largest batch every input accepts: the Predictor splits bigger requests to fit.
         self.max_batch = min((b.get("batch", [1, 2**31])[1] for b in self.bounds.values()), default=None)
+        sequences = [b["sequence"] for b in self.bounds.values() if "sequence" in b]
+        self.sequence_bounds = (max(s[0] for s in sequences), min(s[1] for s in sequences)) if sequences else None
         self.input_names = [i["name"] for i in artifact.manifest["io"]["inputs"]]
         self.output_names = [o["name"] for o in artifact.manifest["io"]["outputs"]]
         logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)  # "No CUDA runtime" on CPU builds

@@ -31,6 +31,7 @@ BACKENDS: dict[str, tuple[str, tuple[str, ...], str]] = {
     "torch": ("edgeptm.runtime.torch_backend:TorchBackend", ("checkpoint",), "torch"),
     "onnxruntime": ("edgeptm.runtime.ort_backend:OrtBackend", ("onnx",), "onnxruntime"),
     "aoti": ("edgeptm.runtime.aoti_backend:AotiBackend", ("engine",), "torch"),
+    "tensorrt": ("edgeptm.runtime.tensorrt_backend:TensorRTBackend", ("engine",), "'edgeptm[tensorrt]'"),
 }
 DEFAULT_FOR_KIND = {"checkpoint": "torch", "onnx": "onnxruntime"}
 

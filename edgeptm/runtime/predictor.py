@@ -27,6 +27,16 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return exp / exp.sum(axis=-1, keepdims=True)
 
 
+def encode_within(preprocessor: Any, inputs: Sequence[Any], bounds: tuple[int, int] | None) -> dict[str, np.ndarray]:
+    """Encode texts to a length within an engine's (min, max) sequence bounds."""
+    if not bounds:
+        return preprocessor.encode(inputs)
+    low, high = bounds
+    feed = preprocessor.encode(inputs, None, limit=high)
+    length = next(iter(feed.values())).shape[1]
+    return preprocessor.encode(inputs, low) if length < low else feed
+
+
 class Predictor:
     """Preprocess -> run -> softmax for a classification artifact (texts or images)."""
 
@@ -39,8 +49,13 @@ class Predictor:
         self.batch_size = min(batch_size, getattr(backend, "max_batch", None) or batch_size)
 
     def encode(self, inputs: Sequence[Any], seq_len: int | None = None) -> dict[str, np.ndarray]:
-        """The backend feed for ``inputs`` (token arrays, or a normalised NCHW image batch)."""
-        return self.preprocessor.encode(inputs, seq_len)
+        """The backend feed for ``inputs`` (token arrays, or a normalised NCHW image batch).
+
+        An engine built for sequences of min..max tokens gets texts cut to max and padded to at
+        least min (padding is masked, so the logits do not change)."""
+        if seq_len is not None:
+            return self.preprocessor.encode(inputs, seq_len)
+        return encode_within(self.preprocessor, inputs, getattr(self.backend, "sequence_bounds", None))
 
     def logits(self, inputs: Sequence[Any]) -> np.ndarray:
         chunks = []

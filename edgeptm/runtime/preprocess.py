@@ -41,10 +41,15 @@ class TextPreprocessor:
         self.max_length = int(artifact.preprocessing["max_length"])
         self.tokenizer = load_text_tokenizer(artifact.path / artifact.preprocessing["tokenizer"])
 
-    def encode(self, texts: Sequence[str], seq_len: int | None = None) -> dict[str, np.ndarray]:
+    def encode(
+        self, texts: Sequence[str], seq_len: int | None = None, limit: int | None = None
+    ) -> dict[str, np.ndarray]:
+        """Token arrays padded to the longest text (cut at ``limit`` or the model's max length),
+        or to exactly ``seq_len``."""
         if isinstance(texts, str):
             texts = [texts]
-        encoded = self.tokenizer(list(texts), max_length=seq_len or self.max_length, pad_to=seq_len)
+        longest = min(self.max_length, limit or self.max_length)
+        encoded = self.tokenizer(list(texts), max_length=seq_len or longest, pad_to=seq_len)
         return {name: encoded[name] for name in self.input_names}
 
     def sample_inputs(self, n: int) -> list[str]:

@@ -1,0 +1,377 @@
+"""TensorRT: build a serialized engine from an ONNX artifact with the TensorRT Python API.
+
+Precision lives in the graph (ARCHITECTURE.md): ``quantize`` writes INT8 as Q/DQ nodes or FP16 as
+half tensors, and this builds what the graph says. TensorRT 11 networks are always strongly typed
+(its FP16/INT8 builder flags are gone); on TensorRT 10 the same graph is built weakly typed with
+the FP16/INT8 flags its precision calls for. One optimization profile covers every dynamic axis
+(compile/shapes.py); the timing cache of this GPU and TensorRT version is reused across builds;
+Jetson profiles can put the network on a DLA core with GPU fallback.
+
+An engine runs only on the TensorRT version and GPU architecture it was built for (unless built
+version- or hardware-compatible): the manifest records both, and the backend refuses a mismatch
+with the command that rebuilds it. TensorRT is imported lazily: nothing else needs it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from edgeptm.artifacts import Artifact
+from edgeptm.errors import BackendError, ExportError, UsageError
+
+log = logging.getLogger(__name__)
+
+INSTALL_HINT = (
+    "pip install 'edgeptm[tensorrt]' on a machine with an NVIDIA GPU and driver "
+    "(on a Jetson: JetPack's python3-libnvinfer)"
+)
+DEFAULT_WORKSPACE_MB = 2048
+DEFAULT_OPTIMIZATION_LEVEL = 3  # TensorRT's own default; 4-5 search longer for faster kernels
+# The engine is checked against ONNX Runtime on the parent's validation inputs. FP32 engines use
+# TF32 tensor cores on Ampere and later (~1e-3 relative error), INT8 kernels round differently
+# from ONNX Runtime's Q/DQ emulation: so the gate is on cosine similarity and top-1 agreement,
+# with the max difference recorded; a broken engine (wrong input binding, bad fusion) fails both.
+MIN_COSINE = 0.99
+MIN_TOP1_AGREEMENT = 0.95
+HARDWARE_LEVELS = {
+    "none": "NONE",
+    "ampere_plus": "AMPERE_PLUS",
+    "same_compute_capability": "SAME_COMPUTE_CAPABILITY",
+}
+_DYNAMIC_INT8_OPS = ("MatMulInteger", "ConvInteger", "DynamicQuantizeLinear")
+
+
+def import_tensorrt() -> Any:
+    """The ``tensorrt`` module, or a BackendError naming what to install."""
+    try:
+        import tensorrt
+    except (ImportError, OSError) as exc:  # OSError: the wheel is there, its CUDA libraries are not
+        raise BackendError(f"TensorRT is not available here ({exc}): {INSTALL_HINT}") from None
+    return tensorrt
+
+
+def major(version: str) -> int:
+    return int(str(version).split(".")[0])
+
+
+def graph_precision(model: Any) -> dict[str, Any]:
+    """What precision an ONNX graph carries, read from the graph itself: Q/DQ nodes (INT8),
+    half tensors (FP16), or neither (FP32); plus what TensorRT cannot build from it."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph = model.graph
+    ops: dict[str, int] = {}
+    for node in graph.node:
+        ops[node.op_type] = ops.get(node.op_type, 0) + 1
+    half = onnx.TensorProto.FLOAT16
+    fp16 = any(t.data_type == half for t in graph.initializer) or any(
+        v.type.tensor_type.elem_type == half for v in (*graph.input, *graph.output, *graph.value_info)
+    )
+    constants = {t.name: t for t in graph.initializer}
+    asymmetric = []
+    for node in graph.node:
+        if node.op_type != "QuantizeLinear" or len(node.input) < 3:
+            continue
+        zero = constants.get(node.input[2])
+        if zero is None:
+            continue
+        values = numpy_helper.to_array(zero)
+        if zero.data_type != onnx.TensorProto.INT8 or values.any():
+            asymmetric.append(node.name or node.output[0])
+    qdq = ops.get("QuantizeLinear", 0) + ops.get("DequantizeLinear", 0)
+    return {
+        "precision": "int8-qdq" if qdq else ("fp16" if fp16 else "fp32"),
+        "qdq_nodes": qdq,
+        "fp16_tensors": fp16,
+        "dynamic_int8_nodes": sum(ops.get(op, 0) for op in _DYNAMIC_INT8_OPS),
+        "asymmetric_quantize_nodes": asymmetric,
+    }
+
+
+def check_buildable(info: dict[str, Any], where: str) -> None:
+    """Refuse graphs TensorRT cannot build, saying how to quantize for it instead."""
+    if info["dynamic_int8_nodes"]:
+        raise UsageError(
+            f"{where}: dynamic INT8 ({info['dynamic_int8_nodes']} MatMulInteger/DynamicQuantizeLinear nodes) is an "
+            "ONNX Runtime CPU format TensorRT cannot build; compile the FP32 ONNX artifact, or quantize it with "
+            "--mode static-int8 --activations int8 (or --mode fp16) for TensorRT"
+        )
+    if info["asymmetric_quantize_nodes"]:
+        first = info["asymmetric_quantize_nodes"][0]
+        raise UsageError(
+            f"{where}: {len(info['asymmetric_quantize_nodes'])} QuantizeLinear nodes (first: {first}) use uint8 or a "
+            "non-zero zero point; TensorRT takes symmetric INT8 only: quantize with --mode static-int8 "
+            "--activations int8"
+        )
+
+
+def builder_flags(info: dict[str, Any], trt_major: int, dla: bool) -> list[str]:
+    """TensorRT 10's precision flags for a graph (TensorRT 11 builds strongly typed: none)."""
+    if trt_major >= 11:
+        return []
+    flags = []
+    if info["qdq_nodes"]:
+        flags.append("INT8")
+    if info["fp16_tensors"] or dla:  # DLA runs FP16 and INT8 only
+        flags.append("FP16")
+    return flags
+
+
+def check_settings(settings: dict[str, Any]) -> None:
+    if not 0 <= settings["optimization_level"] <= 5:
+        raise UsageError(f"--optimization-level must be 0..5, got {settings['optimization_level']}")
+    if settings["workspace_mb"] < 1:
+        raise UsageError(f"--workspace-mb must be >= 1, got {settings['workspace_mb']}")
+    if settings["hardware_compatibility"] not in HARDWARE_LEVELS:
+        raise UsageError(
+            f"hardware_compatibility '{settings['hardware_compatibility']}' is not one of {', '.join(HARDWARE_LEVELS)}"
+        )
+    if settings["dla_core"] is not None and settings["hardware_compatibility"] != "none":
+        raise UsageError("a DLA engine is tied to its Jetson: hardware_compatibility must be 'none' with --dla-core")
+
+
+def timing_cache_path(explicit: str | None, trt_version: str, gpu: dict[str, Any]) -> Path:
+    """One cache per TensorRT version and GPU architecture (a cache from another is useless)."""
+    if explicit:
+        return Path(explicit)
+    from edgeptm.data.demo import cache_dir
+
+    arch = f"sm{gpu['compute_capability'].replace('.', '')}"
+    return cache_dir() / "tensorrt" / f"timing-trt{trt_version}-{arch}.cache"
+
+
+def gpu_identity() -> dict[str, Any]:
+    """The CUDA device an engine is built on or will run on."""
+    import torch
+
+    if not torch.cuda.is_available():
+        raise BackendError("TensorRT needs an NVIDIA GPU and torch sees no CUDA device here")
+    index = torch.cuda.current_device()
+    cc = torch.cuda.get_device_capability(index)
+    return {"name": torch.cuda.get_device_name(index), "compute_capability": f"{cc[0]}.{cc[1]}"}
+
+
+def _logger(trt: Any) -> Any:
+    class Logger(trt.ILogger):
+        """Errors are kept for the message that explains a failed build; warnings go to logging."""
+
+        def __init__(self) -> None:
+            trt.ILogger.__init__(self)
+            self.errors: list[str] = []
+
+        def log(self, severity: Any, msg: str) -> None:
+            if severity in (trt.ILogger.Severity.INTERNAL_ERROR, trt.ILogger.Severity.ERROR):
+                self.errors.append(msg)
+            elif severity == trt.ILogger.Severity.WARNING:
+                log.warning("TensorRT: %s", msg)
+            else:
+                log.debug("TensorRT: %s", msg)
+
+    return Logger()
+
+
+def parse_errors(parser: Any) -> list[str]:
+    """One line per ONNX parser error, naming the node (index, name, operator)."""
+    lines = []
+    for i in range(parser.num_errors):
+        error = parser.get_error(i)
+        node = error.node()
+        name = error.node_name() if hasattr(error, "node_name") else ""
+        op = error.node_operator() if hasattr(error, "node_operator") else ""
+        where = f"node {node}" + (f" '{name}'" if name else "") + (f" ({op})" if op else "") if node >= 0 else "model"
+        lines.append(f"{where}: {error.desc()} [{str(error.code()).split('.')[-1]}]")
+    return lines
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+    os.replace(tmp, path)
+
+
+def build_engine(onnx_path: Path, ranges: dict[str, dict[str, list[int]]], settings: dict[str, Any]) -> tuple:
+    """Parse, configure and build; returns (serialized engine bytes, record of what was done)."""
+    trt = import_tensorrt()
+    gpu = gpu_identity()
+    trt_major = major(trt.__version__)
+    logger = _logger(trt)
+    builder = trt.Builder(logger)
+    # TensorRT 11: networks are strongly typed, always. TensorRT 10: weakly typed plus flags.
+    network = builder.create_network(0)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx_path)):
+        lines = parse_errors(parser) or logger.errors or ["no detail"]
+        raise ExportError(
+            f"{onnx_path}: TensorRT {trt.__version__} cannot parse this ONNX model: "
+            + "; ".join(lines[:5])
+            + (f" (+{len(lines) - 5} more)" if len(lines) > 5 else "")
+        )
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, settings["workspace_mb"] << 20)
+    config.builder_optimization_level = settings["optimization_level"]
+
+    profile = builder.create_optimization_profile()
+    for i in range(network.num_inputs):
+        tensor = network.get_input(i)
+        if tensor.name not in ranges:
+            raise ExportError(f"{onnx_path}: TensorRT sees an input '{tensor.name}' the manifest does not list")
+        r = ranges[tensor.name]
+        profile.set_shape(tensor.name, r["min"], r["opt"], r["max"])
+    config.add_optimization_profile(profile)
+
+    flags = builder_flags(settings["graph"], trt_major, settings["dla_core"] is not None)
+    for flag in flags:
+        config.set_flag(getattr(trt.BuilderFlag, flag))
+    if settings["dla_core"] is not None:
+        if builder.num_DLA_cores <= settings["dla_core"]:
+            raise UsageError(
+                f"--dla-core {settings['dla_core']}: this device has {builder.num_DLA_cores} DLA cores "
+                "(Jetson AGX Orin and Orin NX have 2; Orin Nano has none)"
+            )
+        config.default_device_type = trt.DeviceType.DLA
+        config.DLA_core = settings["dla_core"]
+        if settings["gpu_fallback"]:
+            config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
+            flags.append("GPU_FALLBACK")
+    level = HARDWARE_LEVELS[settings["hardware_compatibility"]]
+    config.hardware_compatibility_level = getattr(trt.HardwareCompatibilityLevel, level)
+    if settings["version_compatible"]:
+        config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
+        flags.append("VERSION_COMPATIBLE")
+
+    cache_path = timing_cache_path(settings["timing_cache"], trt.__version__, gpu)
+    previous = cache_path.read_bytes() if cache_path.is_file() else b""
+    cache = config.create_timing_cache(previous)
+    config.set_timing_cache(cache, ignore_mismatch=False)
+
+    started = time.perf_counter()
+    serialized = builder.build_serialized_network(network, config)
+    seconds = time.perf_counter() - started
+    if serialized is None:
+        detail = "; ".join(logger.errors[-3:]) or "no detail from the builder"
+        raise ExportError(f"{onnx_path}: TensorRT {trt.__version__} failed to build an engine: {detail}")
+    _write_atomically(cache_path, bytes(config.get_timing_cache().serialize()))
+    tf32 = hasattr(trt.BuilderFlag, "TF32") and config.get_flag(trt.BuilderFlag.TF32)
+    record = {
+        "tensorrt": trt.__version__,
+        "gpu": gpu["name"],
+        "compute_capability": gpu["compute_capability"],
+        "network": "strongly typed" if trt_major >= 11 else "weakly typed, precision from builder flags",
+        "builder_flags": flags + (["TF32"] if tf32 else []),
+        "build_seconds": round(seconds, 1),
+        "timing_cache": {"path": str(cache_path), "reused": bool(previous)},
+    }
+    return bytes(serialized), record
+
+
+def resolve_settings(options: Any) -> dict[str, Any]:
+    """Build settings: an explicit option beats the device profile, which beats the default."""
+    from edgeptm.profiles import pick
+
+    section = options.profile.compile if options.profile is not None else None
+    settings = {
+        key: pick(getattr(options, key), section and getattr(section, key), default)
+        for key, default in (
+            ("workspace_mb", DEFAULT_WORKSPACE_MB),
+            ("optimization_level", DEFAULT_OPTIMIZATION_LEVEL),
+            ("dla_core", None),
+            ("gpu_fallback", True),
+            ("hardware_compatibility", "none"),
+            ("version_compatible", False),
+            ("cuda_graph", False),
+        )
+    }
+    settings["timing_cache"] = options.timing_cache
+    return settings
+
+
+def build(artifact: Artifact, writer: Any, options: Any) -> dict[str, Any]:
+    import onnx
+
+    from edgeptm.compile.shapes import shape_ranges
+
+    model_path = artifact.file("model")
+    info = graph_precision(onnx.load(str(model_path), load_external_data=False))
+    check_buildable(info, str(artifact.path))
+    settings = resolve_settings(options)
+    check_settings(settings)
+    ranges = shape_ranges(artifact.manifest["io"]["inputs"], artifact.preprocessing, **options.shape_sources())
+    import_tensorrt()  # everything above runs without TensorRT: errors in the request come first
+    engine_bytes, record = build_engine(model_path, ranges, {**settings, "graph": info})
+    _write_atomically(writer.add("model", "model.engine"), engine_bytes)
+    writer.carry(artifact)
+    manifest = {
+        "task": artifact.task,
+        "labels": artifact.labels,
+        "model": artifact.manifest["model"],
+        "io": artifact.manifest["io"],
+        "preprocessing": artifact.preprocessing,
+        "precision": artifact.manifest.get("precision", "fp32"),
+        "parents": [artifact.as_parent()],
+        "compile": {
+            "target": "tensorrt",
+            "tool": "tensorrt.Builder + OnnxParser",
+            **record,
+            "graph": {k: v for k, v in info.items() if k != "asymmetric_quantize_nodes"},
+            "shapes": ranges,
+            **{k: v for k, v in settings.items() if k != "timing_cache"},
+        },
+    }
+    manifest["validation"], manifest["metrics"] = validate_engine(artifact, writer.preview("engine", manifest), options)
+    log.info("built %s with TensorRT %s in %.1f s", writer.out, record["tensorrt"], record["build_seconds"])
+    return manifest
+
+
+def validate_engine(parent: Artifact, staged: Artifact, options: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The engine against ONNX Runtime running its parent, on the parent's validation inputs."""
+    import numpy as np
+
+    from edgeptm.metrics import evaluate_predictor, output_agreement
+    from edgeptm.runtime.ort_backend import OrtBackend
+    from edgeptm.runtime.predictor import predictor_for
+    from edgeptm.runtime.tensorrt_backend import TensorRTBackend
+    from edgeptm.tasks import carried_val_data, get_task
+
+    val = carried_val_data(get_task(parent.task), parent)
+    with (
+        predictor_for(parent, OrtBackend(parent)) as reference,
+        predictor_for(staged, TensorRTBackend(staged)) as engine,
+    ):
+        samples = (val.inputs if val is not None else reference.preprocessor.sample_inputs(64))[
+            : options.validation_samples
+        ]
+        step = min(16, engine.batch_size)
+        expected, got = [], []
+        for start in range(0, len(samples), step):
+            feed = engine.encode(samples[start : start + step])
+            expected.append(next(iter(reference.backend.run(feed).values())))
+            got.append(next(iter(engine.backend.run(feed).values())))
+        check = output_agreement(np.concatenate(expected), np.concatenate(got))
+        if check["min_cosine"] < MIN_COSINE or check["top1_agreement"] < MIN_TOP1_AGREEMENT:
+            raise ExportError(
+                f"{parent.path}: the TensorRT engine disagrees with ONNX Runtime on {check['samples']} validation "
+                f"samples (min cosine {check['min_cosine']:.4f} < {MIN_COSINE} or top-1 agreement "
+                f"{check['top1_agreement']:.3f} < {MIN_TOP1_AGREEMENT}); the engine was not published"
+            )
+        metrics = evaluate_predictor(engine, val.inputs, val.labels) if val is not None else None
+    section: dict[str, Any] = {"measured_with": "tensorrt", "parent_accuracy": parent.metrics.get("accuracy")}
+    if metrics is not None:
+        section.update(accuracy=metrics["accuracy"], macro_f1=metrics["macro_f1"], val_samples=metrics["samples"])
+    validation = {
+        **check,
+        "label_agreement": check["top1_agreement"],
+        "gate": {"min_cosine": MIN_COSINE, "min_top1_agreement": MIN_TOP1_AGREEMENT},
+        "against": "onnxruntime-cpu running the parent ONNX",
+    }
+    return validation, section
+
+
+__all__ = ["build", "build_engine", "graph_precision", "import_tensorrt", "INSTALL_HINT"]
