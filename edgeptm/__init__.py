@@ -26,6 +26,8 @@ _EXPORTS = {
     "quantize": "edgeptm.quantization:quantize",
     "QuantizeOptions": "edgeptm.quantization:QuantizeOptions",
     "compile": "edgeptm.compile:compile",
+    "build": "edgeptm.build:build",
+    "BuildOptions": "edgeptm.build:BuildOptions",
     "CompileOptions": "edgeptm.compile:CompileOptions",
     "bench": "edgeptm.benchmarking:bench",
     "BenchOptions": "edgeptm.benchmarking:BenchOptions",

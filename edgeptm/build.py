@@ -1,0 +1,223 @@
+"""One command per device: export, quantize, compile and bench a checkpoint for a device profile.
+
+``build`` chains the public stage functions with the profile's settings and writes one report.
+Each stage's artifact is written atomically into its own directory under ``out``; a stage whose
+runtime this machine lacks (TensorRT without an NVIDIA GPU, say) is recorded as skipped, with the
+reason and the command that runs it on the device, and the stages after it go on with what exists.
+A stage that fails stops the build; the report (written last, atomically) says which and why.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from edgeptm.artifacts import Artifact, check_out_dir, open_artifact, write_json_atomic
+from edgeptm.errors import BackendError, EdgeptmError, UsageError
+from edgeptm.profiles import Profile, resolve_profile
+
+log = logging.getLogger(__name__)
+
+REPORT_SCHEMA_VERSION = 1
+
+
+@dataclass
+class BuildOptions:
+    profile: str | Profile | None = None
+    calib: str | None = None  # static-int8: calibration inputs (default: the checkpoint's training sample)
+    val: str | None = None  # labelled data to score on (default: the checkpoint's validation split)
+    bench: bool = True
+    duration: float | None = None  # bench: seconds per variant instead of the profile's iteration count
+
+
+@dataclass
+class Stage:
+    name: str
+    status: str = "pending"  # done | skipped | failed
+    artifact: str | None = None
+    detail: str = ""
+    seconds: float = 0.0
+    record: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if v not in (None, {}, "")}
+
+
+def _run(stage: Stage, work: Callable[[], Any], skippable: bool = False) -> Any:
+    started = time.perf_counter()
+    try:
+        result = work()
+    except BackendError as exc:
+        if not skippable:
+            stage.status, stage.detail = "failed", str(exc)
+            raise
+        stage.status, stage.detail = "skipped", str(exc)  # a runtime that is not here: go on without it
+        return None
+    except EdgeptmError as exc:
+        stage.status, stage.detail = "failed", str(exc)
+        raise
+    finally:
+        stage.seconds = round(time.perf_counter() - started, 1)
+    stage.status = "done"
+    if isinstance(result, Artifact):
+        stage.artifact = str(result.path)
+    return result
+
+
+def _needs_runtime(target: str, device: str) -> None:
+    """Raise BackendError when this machine cannot run ``target`` (before any work on it)."""
+    if target == "tensorrt":
+        from edgeptm.compile.tensorrt import gpu_identity, import_tensorrt
+
+        import_tensorrt()
+        gpu_identity()
+    elif device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise BackendError("AOTInductor for CUDA needs an NVIDIA GPU, and torch sees none here")
+
+
+def build(checkpoint: str | Path, out: str | Path, options: BuildOptions, force: bool = False) -> dict[str, Any]:
+    """Build every artifact the profile asks for; returns the report (also written to ``out``)."""
+    from edgeptm.compile import CompileOptions, compile
+    from edgeptm.environment import describe
+    from edgeptm.exporter import ExportOptions, export
+    from edgeptm.quantization import DEFAULT_MODE, QuantizeOptions, quantize
+
+    profile = resolve_profile(options.profile)
+    if profile is None:
+        raise UsageError("build needs --profile NAME (see 'edgeptm profiles list')")
+    out = Path(out)
+    check_out_dir(out, force)
+    source = open_artifact(checkpoint)
+    if source.kind != "checkpoint":
+        raise UsageError(
+            f"{source.path}: build takes a checkpoint artifact (from 'edgeptm finetune'), not {source.kind}"
+        )
+    if out.exists() and force:
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+
+    target = profile.compile.target
+    mode = profile.quantize.mode or DEFAULT_MODE.get(source.task, "dynamic-int8")
+    stages = [Stage("export"), Stage(f"quantize ({mode})"), Stage(f"compile ({target or 'none'})"), Stage("bench")]
+    export_stage, quantize_stage, compile_stage, bench_stage = stages
+    report: dict[str, Any] = {
+        "schema_version": REPORT_SCHEMA_VERSION,
+        "checkpoint": str(source.path),
+        "profile": profile.record() | {"description": profile.description},
+        "out": str(out),
+        "stages": stages,
+        "environment": describe(),
+    }
+    variants: list[tuple[str, Artifact]] = [("PyTorch FP32 (checkpoint)", source)]
+    try:
+        onnx = _run(export_stage, lambda: export(source, out / "onnx", ExportOptions(profile=profile)))
+        variants.append(("ONNX Runtime FP32", onnx))
+        quantized = _run(
+            quantize_stage,
+            lambda: quantize(onnx, out / mode, QuantizeOptions(profile=profile, calib=options.calib, val=options.val)),
+        )
+        variants.append((f"ONNX Runtime {mode}", quantized))
+        quantize_stage.record = {"metrics": quantized.metrics}
+        if target is None:
+            compile_stage.status = "skipped"
+            compile_stage.detail = "the profile compiles nothing: ONNX Runtime runs the ONNX artifacts directly"
+        else:
+            parent = source if target == "aoti" else quantized
+            compile_options = CompileOptions(profile=profile)
+
+            def compile_engine() -> Artifact:
+                _needs_runtime(target, profile.compile.device)
+                return compile(parent, out / "engine", compile_options)
+
+            engine = _run(compile_stage, compile_engine, skippable=True)
+            if engine is None:
+                command = f"edgeptm compile {parent.path} --profile {profile.name} --out {out / 'engine'}"
+                compile_stage.detail += f". On the device, run: {command}"
+            else:
+                variants.append((f"{target} engine", engine))
+                compile_stage.record = {"compile": engine.manifest["compile"], "metrics": engine.metrics}
+        if options.bench:
+            _run(bench_stage, lambda: _bench(variants, profile, options, report))
+        else:
+            bench_stage.status, bench_stage.detail = "skipped", "--no-bench"
+    except EdgeptmError as exc:
+        failed = next((s.name for s in stages if s.status == "failed"), "build")
+        for stage in stages:
+            if stage.status == "pending":
+                stage.status, stage.detail = "skipped", "an earlier stage failed"
+        raise type(exc)(f"{failed}: {exc} (report: {out / 'build-report.md'})") from None
+    finally:
+        report["variants"] = [{"variant": name, "artifact": str(a.path), **_summary(a)} for name, a in variants]
+        report["stages"] = [s.as_dict() for s in stages]
+        write_json_atomic(out / "build-report.json", report)
+        _write_atomic_text(out / "build-report.md", markdown(report))
+    return report
+
+
+def _summary(artifact: Artifact) -> dict[str, Any]:
+    m = artifact.metrics
+    return {
+        "precision": artifact.manifest.get("precision", "fp32"),
+        "size_mb": round(artifact.size_bytes(["model", "weights"]) / 1e6, 2),
+        "accuracy": m.get("accuracy"),
+        "accuracy_delta_points": m.get("accuracy_delta_points"),
+    }
+
+
+def _bench(variants: list[tuple[str, Artifact]], profile: Profile, options: BuildOptions, report: dict) -> None:
+    from edgeptm.benchmarking import BenchOptions, bench
+
+    result = bench([a.path for _, a in variants], BenchOptions(profile=profile, duration=options.duration))
+    report["bench"] = result
+
+
+def _write_atomic_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """The report for people: stages, then variants with accuracy and latency."""
+    lines = [
+        f"# edgeptm build: {report['profile']['name']}",
+        "",
+        f"{report['profile']['description']}",
+        "",
+        f"Checkpoint: `{report['checkpoint']}`",
+        "",
+        "| stage | status | seconds | artifact | detail |",
+        "|---|---|---|---|---|",
+    ]
+    for s in report["stages"]:
+        detail = s.get("detail", "").replace("|", "\\|")
+        lines.append(f"| {s['name']} | {s['status']} | {s.get('seconds', '')} | {s.get('artifact', '')} | {detail} |")
+    timings = {r["artifact"]: r for r in (report.get("bench") or {}).get("results", [])}
+    lines += [
+        "",
+        "| variant | precision | size MB | accuracy | vs parent (pt) | p50 ms | p90 ms |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for v in report.get("variants", []):
+        t = timings.get(v["artifact"], {})
+        acc = f"{v['accuracy']:.4f}" if v.get("accuracy") is not None else ""
+        delta = f"{v['accuracy_delta_points']:+.2f}" if v.get("accuracy_delta_points") is not None else ""
+        p50 = f"{t['p50_ms']:.3f}" if t.get("p50_ms") is not None else ""
+        p90 = f"{t['p90_ms']:.3f}" if t.get("p90_ms") is not None else ""
+        lines.append(f"| {v['variant']} | {v['precision']} | {v['size_mb']} | {acc} | {delta} | {p50} | {p90} |")
+    env = report.get("environment", {})
+    gpus = ", ".join(g["name"] for g in env.get("gpus", [])) or "none"
+    lines += [
+        "",
+        f"Measured on this machine: {env.get('cpu')} ({env.get('cpu_count')} cores), GPU: {gpus}; "
+        "latency on the profile's device will differ.",
+        "",
+    ]
+    return "\n".join(lines)
