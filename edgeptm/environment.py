@@ -38,6 +38,9 @@ _PACKAGES = (
     "onnx",
     "onnxruntime",
     "onnxruntime-gpu",
+    "tensorrt",
+    "tensorrt-cu12",
+    "tensorrt-cu13",
     "numpy",
     "pillow",
 )
@@ -69,6 +72,28 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+def gpus() -> list[dict[str, str]]:
+    """NVIDIA GPUs as the driver reports them (nvidia-smi; no CUDA library is loaded)."""
+    import shutil
+    import subprocess
+
+    if not shutil.which("nvidia-smi"):
+        return []
+    fields = ("name", "driver_version", "compute_cap", "memory.total")
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", f"--query-gpu={','.join(fields)}", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    rows = [[v.strip() for v in line.split(",")] for line in out.strip().splitlines()]
+    return [dict(zip(("name", "driver", "compute_capability", "memory"), row)) for row in rows if len(row) == 4]
+
+
 @lru_cache(maxsize=1)
 def describe() -> dict[str, Any]:
     model, flags = _cpuinfo()
@@ -79,5 +104,6 @@ def describe() -> dict[str, Any]:
         "cpu": model,
         "cpu_flags": flags,
         "cpu_count": os.cpu_count(),
+        "gpus": gpus(),
         "packages": package_versions(),
     }
