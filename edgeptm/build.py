@@ -82,7 +82,9 @@ def _needs_runtime(target: str, device: str) -> None:
             raise BackendError("AOTInductor for CUDA needs an NVIDIA GPU, and torch sees none here")
 
 
-def build(checkpoint: str | Path, out: str | Path, options: BuildOptions, force: bool = False) -> dict[str, Any]:
+def build(
+    checkpoint: str | Path | Artifact, out: str | Path, options: BuildOptions, force: bool = False
+) -> dict[str, Any]:
     """Build every artifact the profile asks for; returns the report (also written to ``out``)."""
     from edgeptm.compile import CompileOptions, compile
     from edgeptm.environment import describe
@@ -94,7 +96,7 @@ def build(checkpoint: str | Path, out: str | Path, options: BuildOptions, force:
         raise UsageError("build needs --profile NAME (see 'edgeptm profiles list')")
     out = Path(out)
     check_out_dir(out, force)
-    source = open_artifact(checkpoint)
+    source = checkpoint if isinstance(checkpoint, Artifact) else open_artifact(checkpoint)
     if source.kind != "checkpoint":
         raise UsageError(
             f"{source.path}: build takes a checkpoint artifact (from 'edgeptm finetune'), not {source.kind}"

@@ -1,0 +1,67 @@
+"""edgeptm build: every stage of a device profile in one command, one report, honest about what
+this machine cannot do."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from edgeptm.build import BuildOptions, build
+from edgeptm.cli import cli
+from edgeptm.errors import UsageError
+
+HAVE_TENSORRT = importlib.util.find_spec("tensorrt") is not None
+
+
+def test_cpu_profile_builds_quantizes_and_benches(tiny_checkpoint, tmp_path: Path) -> None:
+    out = tmp_path / "x86"
+    report = build(tiny_checkpoint, out, BuildOptions(profile="cpu-x86-avx512", duration=0.2))
+    stages = {s["name"]: s for s in report["stages"]}
+    assert stages["export"]["status"] == "done" and (out / "onnx" / "manifest.json").is_file()
+    assert stages["quantize (dynamic-int8)"]["status"] == "done" and (out / "dynamic-int8" / "manifest.json").is_file()
+    assert stages["compile (none)"]["status"] == "skipped" and "ONNX Runtime runs" in stages["compile (none)"]["detail"]
+    assert stages["bench"]["status"] == "done"
+    timed = {r["artifact"] for r in report["bench"]["results"]}
+    assert {v["artifact"] for v in report["variants"]} == timed and len(timed) == 3
+    saved = json.loads((out / "build-report.json").read_text())
+    assert saved["profile"]["name"] == "cpu-x86-avx512" and saved["stages"] == report["stages"]
+    text = (out / "build-report.md").read_text()
+    assert "| quantize (dynamic-int8) | done |" in text and "ONNX Runtime FP32" in text
+
+
+@pytest.mark.skipif(HAVE_TENSORRT, reason="TensorRT is installed here: the skipped-stage path cannot be seen")
+def test_gpu_profile_does_what_it_can_and_says_what_it_could_not(tiny_checkpoint, tmp_path: Path) -> None:
+    out = tmp_path / "orin"
+    result = CliRunner().invoke(
+        cli, ["build", str(tiny_checkpoint.path), "--profile", "jetson-orin-nano", "--out", str(out), "--no-bench"]
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "build-report.json").read_text())
+    stages = {s["name"]: s for s in report["stages"]}
+    int8 = out / "static-int8"
+    assert stages["quantize (static-int8)"]["status"] == "done"
+    assert json.loads((int8 / "manifest.json").read_text())["quantization"]["activation_type"] == "int8"
+    compile_stage = stages["compile (tensorrt)"]
+    assert compile_stage["status"] == "skipped" and not (out / "engine").exists()
+    assert "edgeptm[tensorrt]" in compile_stage["detail"]
+    assert f"edgeptm compile {int8} --profile jetson-orin-nano --out {out / 'engine'}" in compile_stage["detail"]
+    assert "| compile (tensorrt) | skipped |" in result.output
+
+
+def test_bad_requests_fail_before_any_work(tiny_checkpoint, tiny_onnx, tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="build takes a checkpoint artifact"):
+        build(tiny_onnx, tmp_path / "a", BuildOptions(profile="cpu-arm64"))
+    assert not (tmp_path / "a").exists()
+    with pytest.raises(UsageError, match="build needs --profile"):
+        build(tiny_checkpoint, tmp_path / "b", BuildOptions())
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "keep.txt").write_text("mine")
+    result = CliRunner().invoke(cli, ["build", str(tiny_checkpoint.path), "--profile", "cpu-arm64", "--out", str(busy)])
+    assert result.exit_code == 1 and "not empty" in result.output and (busy / "keep.txt").read_text() == "mine"
+    result = CliRunner().invoke(cli, ["build", str(tiny_checkpoint.path), "--profile", "jetson-nope", "--out", "x"])
+    assert result.exit_code == 1 and "unknown profile 'jetson-nope'" in result.output
