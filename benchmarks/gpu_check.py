@@ -25,7 +25,7 @@ from edgeptm.artifacts import Artifact, open_artifact
 from edgeptm.benchmarking import BenchOptions, bench
 from edgeptm.compile import CompileOptions, compile
 from edgeptm.errors import EdgeptmError
-from edgeptm.exporter import export
+from edgeptm.exporter import ExportOptions, export
 from edgeptm.quantization import QuantizeOptions, quantize
 
 DEFAULT_SOURCES = ("runs/demo/checkpoint", "runs/demo-vision/checkpoint")
@@ -48,7 +48,8 @@ def variants_for(source: str, out: Path, max_batch: int) -> list[dict[str, Any]]
     name = ckpt.manifest["model"].get("source", ckpt.path.name)
     root = out / f"{name}-{ckpt.path.name}".replace("/", "_").replace(":", "_")
     rows: list[dict[str, Any]] = [{"model": name, "variant": "PyTorch eager FP32 (CPU)", "artifact": ckpt}]
-    onnx, how = _stage(root / "onnx-fp32", export, ckpt)
+    # Standard ONNX operators only: TensorRT's parser does not know ONNX Runtime's fused ones.
+    onnx, how = _stage(root / "onnx-fp32", export, ckpt, ExportOptions(optimize=False))
     rows.append({"model": name, "variant": "ONNX Runtime FP32 (CPU)", "artifact": onnx, "note": how})
     if onnx is None:
         return rows

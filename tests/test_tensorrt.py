@@ -39,16 +39,20 @@ def _has_gpu() -> bool:
 
 
 @pytest.fixture(scope="module")
-def variants(tiny_onnx, tiny_int8, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Artifact]:
+def variants(tiny_checkpoint, tiny_onnx, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Artifact]:
+    from edgeptm.exporter import ExportOptions, export
+
     root = tmp_path_factory.mktemp("trt-variants")
+    plain = export(tiny_checkpoint, root / "plain", ExportOptions(optimize=False))  # standard ONNX ops only
     return {
-        "fp32": tiny_onnx,
-        "dynamic": tiny_int8,
-        "static-uint8": quantize(tiny_onnx, root / "u8", QuantizeOptions(mode="static-int8", calib_samples=16)),
+        "optimized": tiny_onnx,  # ONNX Runtime's fused Attention & co.
+        "fp32": plain,
+        "dynamic": quantize(plain, root / "dyn", QuantizeOptions(mode="dynamic-int8")),
+        "static-uint8": quantize(plain, root / "u8", QuantizeOptions(mode="static-int8", calib_samples=16)),
         "static-int8": quantize(
-            tiny_onnx, root / "s8", QuantizeOptions(mode="static-int8", calib_samples=16, activations="int8")
+            plain, root / "s8", QuantizeOptions(mode="static-int8", calib_samples=16, activations="int8")
         ),
-        "fp16": quantize(tiny_onnx, root / "fp16", QuantizeOptions(mode="fp16")),
+        "fp16": quantize(plain, root / "fp16", QuantizeOptions(mode="fp16")),
     }
 
 
@@ -71,13 +75,16 @@ def test_precision_is_read_from_the_graph(variants) -> None:
         check_buildable(info["dynamic"], "x")
     with pytest.raises(UsageError, match="uint8 or a non-zero zero point.*--activations int8"):
         check_buildable(info["static-uint8"], "x")
+    assert "Attention" in info["optimized"]["onnxruntime_ops"] and info["fp32"]["onnxruntime_ops"] == []
+    with pytest.raises(UsageError, match=r"ONNX Runtime's own fused operators \(.*Attention.*--no-optimize"):
+        check_buildable(info["optimized"], "x")
 
 
-def test_symmetric_int8_activations_keep_accuracy_and_run_on_onnxruntime(variants, tiny_onnx) -> None:
+def test_symmetric_int8_activations_keep_accuracy_and_run_on_onnxruntime(variants) -> None:
     art = variants["static-int8"]
     assert art.manifest["quantization"]["activation_type"] == "int8"
     texts = ["a warm and funny film", "dull"]
-    with edgeptm.load(art) as q, edgeptm.load(tiny_onnx) as f:
+    with edgeptm.load(art) as q, edgeptm.load(variants["fp32"]) as f:
         cosine = (q.logits(texts) * f.logits(texts)).sum(-1) / (
             np.linalg.norm(q.logits(texts), axis=-1) * np.linalg.norm(f.logits(texts), axis=-1)
         )

@@ -85,7 +85,9 @@ def graph_precision(model: Any) -> dict[str, Any]:
         if zero.data_type != onnx.TensorProto.INT8 or values.any():
             asymmetric.append(node.name or node.output[0])
     qdq = ops.get("QuantizeLinear", 0) + ops.get("DequantizeLinear", 0)
+    contrib = sorted({n.op_type for n in graph.node if n.domain == "com.microsoft"})
     return {
+        "onnxruntime_ops": contrib,
         "precision": "int8-qdq" if qdq else ("fp16" if fp16 else "fp32"),
         "qdq_nodes": qdq,
         "fp16_tensors": fp16,
@@ -95,7 +97,13 @@ def graph_precision(model: Any) -> dict[str, Any]:
 
 
 def check_buildable(info: dict[str, Any], where: str) -> None:
-    """Refuse graphs TensorRT cannot build, saying how to quantize for it instead."""
+    """Refuse graphs TensorRT cannot build, saying how to export or quantize for it instead."""
+    if info["onnxruntime_ops"]:
+        raise UsageError(
+            f"{where}: the graph holds ONNX Runtime's own fused operators ({', '.join(info['onnxruntime_ops'])}), "
+            "which TensorRT's parser does not know; export with --no-optimize (the TensorRT profiles set "
+            "export.optimize: false), then quantize and compile that"
+        )
     if info["dynamic_int8_nodes"]:
         raise UsageError(
             f"{where}: dynamic INT8 ({info['dynamic_int8_nodes']} MatMulInteger/DynamicQuantizeLinear nodes) is an "
@@ -242,6 +250,11 @@ def build_engine(onnx_path: Path, ranges: dict[str, dict[str, list[int]]], setti
             config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
             flags.append("GPU_FALLBACK")
     level = HARDWARE_LEVELS[settings["hardware_compatibility"]]
+    if not hasattr(trt.HardwareCompatibilityLevel, level):  # SAME_COMPUTE_CAPABILITY is a later 10.x addition
+        raise UsageError(
+            f"hardware_compatibility {settings['hardware_compatibility']}: TensorRT {trt.__version__} does not "
+            "offer it; use none or ampere_plus"
+        )
     config.hardware_compatibility_level = getattr(trt.HardwareCompatibilityLevel, level)
     if settings["version_compatible"]:
         config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
@@ -320,7 +333,7 @@ def build(artifact: Artifact, writer: Any, options: Any) -> dict[str, Any]:
             "target": "tensorrt",
             "tool": "tensorrt.Builder + OnnxParser",
             **record,
-            "graph": {k: v for k, v in info.items() if k != "asymmetric_quantize_nodes"},
+            "graph": {k: v for k, v in info.items() if k not in ("asymmetric_quantize_nodes", "onnxruntime_ops")},
             "shapes": ranges,
             **{k: v for k, v in settings.items() if k != "timing_cache"},
         },
