@@ -41,14 +41,19 @@ def test_shapes_outside_the_compiled_bounds_are_explained(text_engine) -> None:
             engine.backend.run(engine.encode(["x"] * 9))
 
 
-def test_engine_from_another_torch_is_refused_with_the_rebuild_command(text_engine, tmp_path: Path) -> None:
+def engine_built_elsewhere(engine, directory: Path, **compile_record) -> Path:
+    """A copy of ``engine`` whose manifest says it was built with other ``compile`` settings."""
     import shutil
 
-    copy = tmp_path / "engine"
-    shutil.copytree(text_engine.path, copy)
-    manifest = json.loads((copy / "manifest.json").read_text())
-    manifest["compile"]["torch"] = "2.0.0"
-    (copy / "manifest.json").write_text(json.dumps(manifest))
+    shutil.copytree(engine.path, directory)
+    manifest = json.loads((directory / "manifest.json").read_text())
+    manifest["compile"].update(compile_record)
+    (directory / "manifest.json").write_text(json.dumps(manifest))
+    return directory
+
+
+def test_engine_from_another_torch_is_refused_with_the_rebuild_command(text_engine, tmp_path: Path) -> None:
+    copy = engine_built_elsewhere(text_engine, tmp_path / "engine", torch="2.0.0")
     with pytest.raises(BackendError, match=r"built with torch 2.0.0.*edgeptm compile .* --target aoti"):
         edgeptm.load(copy)
 
@@ -82,8 +87,6 @@ def _cuda() -> bool:
 
 @pytest.mark.skipif(not _cuda(), reason="needs an NVIDIA GPU (none here; benchmarks/gpu_check.py runs it on one)")
 def test_cuda_package_matches_eager_records_its_gpu_and_refuses_another(tiny_checkpoint, tmp_path: Path) -> None:
-    import shutil
-
     engine = compile(tiny_checkpoint, tmp_path / "cuda", CompileOptions(device="cuda", max_batch=8))
     info = engine.manifest["compile"]
     assert info["device"] == "cuda" and info["gpu"] and info["compute_capability"]
@@ -94,10 +97,6 @@ def test_cuda_package_matches_eager_records_its_gpu_and_refuses_another(tiny_che
         np.testing.assert_allclose(cuda.logits(texts), eager.logits(texts), atol=1e-3)
     report = edgeptm.bench([engine.path], edgeptm.BenchOptions(iterations=20, warmup=2, rounds=1))
     assert report["results"][0]["backend"] == "aoti-cuda" and report["results"][0]["p50_ms"] > 0
-    copy = tmp_path / "other-gpu"
-    shutil.copytree(engine.path, copy)
-    manifest = json.loads((copy / "manifest.json").read_text())
-    manifest["compile"]["compute_capability"] = "1.0"
-    (copy / "manifest.json").write_text(json.dumps(manifest))
+    copy = engine_built_elsewhere(engine, tmp_path / "other-gpu", compute_capability="1.0")
     with pytest.raises(BackendError, match=r"compiled for compute capability 1\.0.*--device cuda"):
         edgeptm.load(copy)

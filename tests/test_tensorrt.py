@@ -5,8 +5,6 @@ that have TensorRT and a GPU (skipped elsewhere, with the reason)."""
 from __future__ import annotations
 
 import importlib.util
-import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +21,7 @@ from edgeptm.compile.tensorrt import builder_flags, check_buildable, graph_preci
 from edgeptm.errors import BackendError, UsageError
 from edgeptm.quantization import QuantizeOptions, quantize
 from edgeptm.runtime.tensorrt_backend import check_compatible
+from test_compile import engine_built_elsewhere
 
 TEXT_INPUTS = [
     {"name": "input_ids", "dtype": "int64", "shape": ["batch", "sequence"]},
@@ -266,10 +265,6 @@ def test_real_engine_builds_validates_and_serves(variants, variant: str, tmp_pat
     # the timing cache written by the first build is reused by the next
     again = compile(variants[variant], tmp_path / "again", CompileOptions(target="tensorrt", max_batch=8))
     assert again.manifest["compile"]["timing_cache"]["reused"]
-    copy = tmp_path / "copy"
-    shutil.copytree(engine.path, copy)
-    manifest = json.loads((copy / "manifest.json").read_text())
-    manifest["compile"]["tensorrt"] = "9.0.0"
-    (copy / "manifest.json").write_text(json.dumps(manifest))
+    copy = engine_built_elsewhere(engine, tmp_path / "copy", tensorrt="9.0.0")
     with pytest.raises(BackendError, match="rebuild it here"):
         edgeptm.load(copy)

@@ -68,6 +68,20 @@ class CompileOptions:
         }
 
 
+def engine_manifest(artifact: Artifact, record: dict[str, Any]) -> dict[str, Any]:
+    """What every engine's manifest keeps of its source, plus the target's ``compile`` record."""
+    return {
+        "task": artifact.task,
+        "labels": artifact.labels,
+        "model": artifact.manifest["model"],
+        "io": artifact.manifest["io"],
+        "preprocessing": artifact.preprocessing,
+        "precision": artifact.manifest.get("precision", "fp32"),
+        "parents": [artifact.as_parent()],
+        "compile": record,
+    }
+
+
 def compile(  # noqa: A001 - the stage is called compile, as in the CLI
     source: str | Path | Artifact, out: str | Path, options: CompileOptions | None = None, force: bool = False
 ) -> Artifact:
@@ -95,4 +109,4 @@ def compile(  # noqa: A001 - the stage is called compile, as in the CLI
         return writer.finish("engine", manifest)
 
 
-__all__ = ["CompileOptions", "TARGETS", "compile"]
+__all__ = ["CompileOptions", "TARGETS", "compile", "engine_manifest"]

@@ -58,6 +58,7 @@ def _gpu() -> dict[str, str]:
 def build(artifact: Artifact, writer: Any, options: Any) -> dict[str, Any]:
     import torch
 
+    from edgeptm.compile import engine_manifest
     from edgeptm.exporter import validate_against_torch
     from edgeptm.runtime.aoti_backend import AotiBackend
     from edgeptm.runtime.predictor import encode_within, predictor_for
@@ -94,15 +95,9 @@ def build(artifact: Artifact, writer: Any, options: Any) -> dict[str, Any]:
         raise ExportError(f"{artifact.path}: AOTInductor compile failed: {detail}") from None
     seconds = time.perf_counter() - started
     writer.carry(artifact)
-    manifest = {
-        "task": artifact.task,
-        "labels": artifact.labels,
-        "model": artifact.manifest["model"],
-        "io": artifact.manifest["io"],
-        "preprocessing": artifact.preprocessing,
-        "precision": artifact.manifest.get("precision", "fp32"),
-        "parents": [artifact.as_parent()],
-        "compile": {
+    manifest = engine_manifest(
+        artifact,
+        {
             "target": "aoti",
             "tool": "torch.export + torch._inductor.aoti_compile_and_package",
             "torch": torch.__version__,
@@ -111,7 +106,7 @@ def build(artifact: Artifact, writer: Any, options: Any) -> dict[str, Any]:
             "dynamic_shapes": bounds,
             "compile_seconds": round(seconds, 1),
         },
-    }
+    )
     staged = writer.preview("engine", manifest)
     with predictor_for(staged, AotiBackend(staged)) as predictor:
         # The reference is eager PyTorch on the same device, so the check measures the compiler:

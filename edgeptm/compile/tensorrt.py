@@ -309,6 +309,7 @@ def resolve_settings(options: Any) -> dict[str, Any]:
 def build(artifact: Artifact, writer: Any, options: Any) -> dict[str, Any]:
     import onnx
 
+    from edgeptm.compile import engine_manifest
     from edgeptm.compile.shapes import shape_ranges
 
     model_path = artifact.file("model")
@@ -321,15 +322,9 @@ def build(artifact: Artifact, writer: Any, options: Any) -> dict[str, Any]:
     engine_bytes, record = build_engine(model_path, ranges, {**settings, "graph": info})
     _write_atomically(writer.add("model", "model.engine"), engine_bytes)
     writer.carry(artifact)
-    manifest = {
-        "task": artifact.task,
-        "labels": artifact.labels,
-        "model": artifact.manifest["model"],
-        "io": artifact.manifest["io"],
-        "preprocessing": artifact.preprocessing,
-        "precision": artifact.manifest.get("precision", "fp32"),
-        "parents": [artifact.as_parent()],
-        "compile": {
+    manifest = engine_manifest(
+        artifact,
+        {
             "target": "tensorrt",
             "tool": "tensorrt.Builder + OnnxParser",
             **record,
@@ -337,7 +332,7 @@ def build(artifact: Artifact, writer: Any, options: Any) -> dict[str, Any]:
             "shapes": ranges,
             **{k: v for k, v in settings.items() if k != "timing_cache"},
         },
-    }
+    )
     manifest["validation"], manifest["metrics"] = validate_engine(artifact, writer.preview("engine", manifest), options)
     log.info("built %s with TensorRT %s in %.1f s", writer.out, record["tensorrt"], record["build_seconds"])
     return manifest
