@@ -44,7 +44,7 @@ def test_bench_side_by_side(tiny_checkpoint, tiny_onnx, tiny_int8):
         [tiny_checkpoint.path, tiny_onnx.path, tiny_int8.path],
         BenchOptions(batch_size=2, seq_len=16, threads=1, iterations=12, warmup=2, rounds=3),
     )
-    assert report["schema_version"] == 1 and "model compute only" in report["timed"]
+    assert report["schema_version"] == 2 and "model compute only" in report["timed"]
     assert report["environment"]["packages"]["onnxruntime"]
     backends = [r["backend"] for r in report["results"]]
     assert backends == ["torch-eager", "onnxruntime-cpu", "onnxruntime-cpu"]
@@ -179,3 +179,65 @@ def test_peak_rss_is_the_workers_own_not_the_parents(tiny_onnx):
     report = bench([tiny_onnx.path], BenchOptions(iterations=5, warmup=1, rounds=1))
     assert report["results"][0]["peak_rss_mb"] < peak_rss_mb() - 400
     del ballast
+
+
+def test_sweep_reports_every_combination_and_what_cannot_run(tiny_checkpoint, tiny_onnx):
+    options = BenchOptions(
+        batch_sizes=[1, 2], seq_lens=[16, 200], thread_counts=[1, 2], providers=["cpu", "cuda"], iterations=4
+    )
+    options.warmup, options.rounds = 1, 1
+    report = bench([tiny_checkpoint.path, tiny_onnx.path], options)
+    rows = report["results"]
+    onnx = [r for r in rows if r["kind"] == "onnx"]
+    torch_rows = [r for r in rows if r["kind"] == "checkpoint"]
+    assert len(onnx) == 2 * 2 * 2 * 2 and len(torch_rows) == 2 * 2 * 2  # no provider axis for PyTorch
+    ok = [r for r in onnx if r["status"] == "ok"]
+    assert {(r["batch_size"], r["threads"]) for r in ok} == {(1, 1), (2, 1), (1, 2), (2, 2)}
+    assert all(r["provider"] == "cpu" and r["seq_len"] == 16 for r in ok)
+    missing = [r for r in onnx if r["provider"] == "cuda"]
+    import onnxruntime
+
+    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        assert all(r["status"] == "unrunnable" and "no CUDAExecutionProvider" in r["reason"] for r in missing)
+    too_long = [r for r in rows if r["seq_len"] == 200 and r.get("provider") != "cuda"]
+    assert too_long and all(r["status"] == "unrunnable" and r["reason"] for r in too_long)  # 128 positions
+    for r in ok:
+        assert r["end_to_end"]["p50_ms"] > 0 and r["end_to_end"]["timed"].startswith("end to end")
+        assert 0 < len(r["samples_ms"]) <= r["iterations"]
+    from edgeptm.cli.bench import format_report
+
+    text = format_report(report)
+    assert "unrunnable: " in text
+    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        assert "no CUDAExecutionProvider" in text
+    json.dumps(report)
+
+
+def test_offline_scenario_searches_the_batch_size(tiny_onnx):
+    report = bench(
+        [tiny_onnx.path],
+        BenchOptions(scenario="offline", max_batch=8, iterations=6, warmup=1, rounds=2, seq_len=16, threads=1),
+    )
+    r = report["results"][0]
+    tried = [f["batch_size"] for f in r["search"]]
+    assert tried[0] == 1 and tried == sorted(tried) and max(tried) <= 8
+    assert r["batch_size"] in tried and r["throughput_per_s"] > 0 and r["scenario"] == "offline"
+    assert "offline: throughput measured" in report["method"]
+    with pytest.raises(UsageError, match="searches the batch size itself"):
+        bench([tiny_onnx.path], BenchOptions(scenario="offline", batch_sizes=[1, 4]))
+
+
+def test_a_fixed_image_size_is_reported_not_run(tmp_path: Path):
+    from edgeptm.artifacts import Artifact
+    from edgeptm.benchmarking import _static_shape_reason
+
+    manifest = {
+        "kind": "onnx",
+        "preprocessing": {"crop": 96},
+        "io": {"inputs": [{"name": "pixel_values", "shape": ["batch", 3, 96, 96]}]},
+    }
+    onnx = Artifact(tmp_path, manifest)
+    assert _static_shape_reason(onnx, {"image_size": 96}) is None
+    assert "fixed at 96x96" in _static_shape_reason(onnx, {"image_size": 224})
+    checkpoint = Artifact(tmp_path, {**manifest, "kind": "checkpoint"})
+    assert _static_shape_reason(checkpoint, {"image_size": 224}) is None  # PyTorch takes any size

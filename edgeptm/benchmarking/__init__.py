@@ -25,8 +25,11 @@ from edgeptm.profiles import Profile, pick, resolve_profile
 
 log = logging.getLogger(__name__)
 
-REPORT_SCHEMA_VERSION = 1
+REPORT_SCHEMA_VERSION = 2
 PAUSE_S = 0.05  # between rounds, so a worker's spinning threads go idle before the next one starts
+SCENARIOS = ("single-stream", "offline")
+SEARCH_SECONDS = 0.5  # offline: timed seconds per batch size tried
+SAMPLES_KEPT = 1000  # latencies kept per result for plots (evenly spread over the run)
 
 
 @dataclass
@@ -38,9 +41,19 @@ class BenchOptions:
     warmup: int | None = None
     rounds: int = 10
     duration: float | None = None  # seconds of timed runs per artifact, instead of a run count
-    end_to_end: bool = False
+    end_to_end: bool = False  # the main figure is end to end (the end-to-end figure is always there too)
     backend: str | None = None
     profile: str | Profile | None = None
+    # MLPerf's scenarios: single-stream times one query at a time (latency, p90 is its figure);
+    # offline searches the batch size that maximises throughput and times that.
+    scenario: str = "single-stream"
+    # Sweeps: every combination is benchmarked; one an artifact cannot run becomes a row saying why.
+    batch_sizes: list[int] | None = None
+    seq_lens: list[int] | None = None
+    image_sizes: list[int] | None = None
+    thread_counts: list[int] | None = None
+    providers: list[str] | None = None  # ONNX Runtime execution providers: cpu, cuda, tensorrt
+    max_batch: int = 256  # offline: the largest batch size the search tries
 
     def resolved(self) -> dict[str, Any]:
         profile = resolve_profile(self.profile)
@@ -54,8 +67,11 @@ class BenchOptions:
             "rounds": self.rounds,
             "duration": self.duration,
             "end_to_end": self.end_to_end,
+            "scenario": self.scenario,
             "profile": profile.record() if profile else None,
         }
+        if self.scenario not in SCENARIOS:
+            raise UsageError(f"--scenario {self.scenario}: not one of {', '.join(SCENARIOS)}")
         for key in ("batch_size", "seq_len", "iterations", "rounds"):
             if settings[key] < 1:
                 raise UsageError(f"--{key.replace('_', '-')} must be >= 1, got {settings[key]}")
@@ -63,11 +79,66 @@ class BenchOptions:
             raise UsageError("--warmup must be >= 0 and --threads >= 1")
         if settings["duration"] is not None and settings["duration"] <= 0:
             raise UsageError(f"--duration must be > 0 seconds, got {settings['duration']}")
+        sweep = {
+            "batch_size": self.batch_sizes or [settings["batch_size"]],
+            "seq_len": self.seq_lens or [settings["seq_len"]],
+            "image_size": self.image_sizes or [None],
+            "threads": self.thread_counts or [settings["threads"]],
+            "provider": self.providers or [None],
+        }
+        for key, values in sweep.items():
+            if any(v is not None and isinstance(v, int) and v < 1 for v in values):
+                raise UsageError(f"sweep {key}: every value must be >= 1, got {values}")
+        if self.scenario == "offline" and self.batch_sizes:
+            raise UsageError("--scenario offline searches the batch size itself: drop the batch-size list")
+        settings["sweep"] = sweep
+        settings["max_batch"] = self.max_batch
         return settings
 
 
+def sweep_points(settings: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every combination of the swept settings, batch size varying fastest."""
+    import itertools
+
+    sweep = settings["sweep"]
+    keys = ("provider", "threads", "image_size", "seq_len", "batch_size")
+    return [dict(zip(keys, values)) for values in itertools.product(*(sweep[k] for k in keys))]
+
+
+def _applies(artifact: Any, point: dict[str, Any], settings: dict[str, Any]) -> bool:
+    """Whether a sweep point means anything for an artifact. Dimensions that do not (a sequence
+    length for an image model, an ONNX Runtime provider for a PyTorch checkpoint) are not
+    repeated: the artifact runs at their first value only."""
+    sweep = settings["sweep"]
+    text = "max_length" in artifact.preprocessing
+    if not text and point["seq_len"] != sweep["seq_len"][0]:
+        return False
+    if text and point["image_size"] != sweep["image_size"][0]:
+        return False
+    return artifact.kind == "onnx" or point["provider"] == sweep["provider"][0]
+
+
+def _static_shape_reason(artifact: Any, point: dict[str, Any]) -> str | None:
+    """An image size an exported graph cannot take (its height and width are fixed)."""
+    size = point["image_size"]
+    if size is None or artifact.kind == "checkpoint" or "max_length" in artifact.preprocessing:
+        return None
+    dims = artifact.manifest["io"]["inputs"][0]["shape"]
+    if all(isinstance(d, int) for d in dims[2:]) and tuple(dims[2:]) != (size, size):
+        return (
+            f"the graph's input is fixed at {dims[2]}x{dims[3]}; for {size}x{size} fine-tune or export at that "
+            "size (--image-size)"
+        )
+    return None
+
+
 def bench(paths: list[str | Path], options: BenchOptions | None = None) -> dict[str, Any]:
-    """Time artifacts side by side; returns a report (see ``REPORT_SCHEMA_VERSION``)."""
+    """Time artifacts side by side, at every point of the sweep; returns a report (schema 2).
+
+    Within a point the artifacts run interleaved, each in its own process. A combination an
+    artifact cannot run (a static shape, a missing provider, beyond an engine's profile) is a row
+    with ``status: unrunnable`` and the reason, not an error."""
+    from edgeptm.benchmarking.worker import REWARM  # not at import: the worker runs as __main__
     from edgeptm.environment import describe
 
     options = options or BenchOptions()
@@ -75,10 +146,77 @@ def bench(paths: list[str | Path], options: BenchOptions | None = None) -> dict[
     if not paths:
         raise UsageError("bench needs at least one artifact")
     artifacts = [open_artifact(p) for p in paths]  # verify everything before spending time
-    workers = []
+    results: list[dict[str, Any]] = []
+    plan = ""
+    for point in sweep_points(settings):
+        chosen = [a for a in artifacts if _applies(a, point, settings)]
+        rows, plan = _bench_point(chosen, options.backend, settings, point)
+        results.extend(rows)
+    ok = [r for r in results if r["status"] == "ok"]
+    return {
+        "schema_version": REPORT_SCHEMA_VERSION,
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "timed": "; ".join(sorted({r["timed"] for r in ok})),
+        "method": f"{settings['scenario']} scenario; each artifact in its own process; {plan} after at least "
+        f"{settings['warmup']} warm-up runs (more until two 5-run block medians agree within 5%), "
+        f"{REWARM} untimed runs opening each round; end to end (preprocessing + run + postprocessing) timed "
+        "after each round's compute runs, a quarter as many; latencies from time.perf_counter_ns"
+        + (
+            f"; offline: throughput measured for {SEARCH_SECONDS:g} s at batch 1, 2, 4, ... up to "
+            f"{settings['max_batch']} (or the engine's maximum) until it falls 3% below the best, then the "
+            "smallest batch within 3% of the best throughput is timed"
+            if settings["scenario"] == "offline"
+            else ""
+        ),
+        "settings": settings,
+        "environment": describe(),
+        "results": results,
+    }
+
+
+def _row(artifact: Any, point: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
+    manifest = artifact.manifest
+    text = "max_length" in artifact.preprocessing
+    return {
+        "artifact": str(artifact.path),
+        "variant": artifact.path.name,
+        "kind": artifact.kind,
+        "precision": manifest.get("precision"),
+        "scenario": settings["scenario"],
+        "batch_size": point["batch_size"],
+        "seq_len": point["seq_len"] if text else None,  # tokenized inputs only
+        "image_size": (point["image_size"] or artifact.preprocessing.get("crop")) if not text else None,
+        "threads": point["threads"],
+        "provider": point["provider"] if artifact.kind == "onnx" else None,
+        "size_mb": artifact.size_bytes(["model", "weights"]) / 1e6,
+        "accuracy": manifest.get("metrics", {}).get("accuracy"),
+    }
+
+
+def _bench_point(
+    artifacts: list[Any], backend: str | None, settings: dict[str, Any], point: dict[str, Any]
+) -> tuple[list[dict[str, Any]], str]:
+    """One sweep point: start a worker per artifact, (offline: search its batch), interleave rounds."""
+    rows = [_row(a, point, settings) for a in artifacts]
+    workers: list[dict[str, Any] | None] = []
     try:
-        for artifact in artifacts:
-            workers.append(_start(artifact, options.backend, settings))
+        for artifact, row in zip(artifacts, rows):
+            reason = _static_shape_reason(artifact, point)
+            worker = None
+            if reason is None:
+                try:
+                    worker = _start(artifact, backend, {**settings, **point})
+                    if settings["scenario"] == "offline":
+                        _search(worker, row, settings)
+                except BenchError as exc:
+                    reason = str(exc).split(": ", 1)[-1]
+                    if worker is not None:
+                        _stop(worker)
+                        worker = None
+            if reason is not None:
+                row.update(status="unrunnable", reason=reason)
+            workers.append(worker)
+        live = [i for i, w in enumerate(workers) if w is not None]
         if settings["duration"]:
             rounds = settings["rounds"]
             ask, per_round = "run_for", settings["duration"] / rounds
@@ -87,53 +225,77 @@ def bench(paths: list[str | Path], options: BenchOptions | None = None) -> dict[
             rounds = min(settings["rounds"], settings["iterations"])
             ask, per_round = "run", math.ceil(settings["iterations"] / rounds)
             plan = f"{rounds} interleaved rounds of {per_round} runs"
-        times: list[list[float]] = [[] for _ in workers]
+        times: dict[int, list[float]] = {i: [] for i in live}
+        e2e: dict[int, list[float]] = {i: [] for i in live}
+        infos = {i: workers[i]["info"] for i in live}
+        peaks: dict[int, float] = {}
         for r in range(rounds):
             # Rotate the starting worker each round: no variant always runs first after the pause.
-            for k in range(len(workers)):
-                i = (r + k) % len(workers)
-                reply = _ask(workers[i], (ask, per_round))
+            for k in range(len(live)):
+                i = live[(r + k) % len(live)]
+                if workers[i] is None:
+                    continue
+                try:
+                    reply = _ask(workers[i], (ask, per_round))
+                except BenchError as exc:
+                    rows[i].update(status="failed", reason=str(exc).split(": ", 1)[-1])
+                    _stop(workers[i])
+                    workers[i] = None
+                    continue
                 times[i].extend(reply["times"])
-                workers[i]["peak_rss_mb"] = reply["peak_rss_mb"]
+                e2e[i].extend(reply["e2e"])
+                peaks[i] = reply["peak_rss_mb"]
                 time.sleep(PAUSE_S)
     finally:
         for worker in workers:
-            _stop(worker)
-    results = []
-    for artifact, worker, latencies in zip(artifacts, workers, times):
-        manifest = artifact.manifest
-        stats = summarize(latencies, settings["batch_size"])
-        results.append(
-            {
-                "artifact": str(artifact.path),
-                "kind": artifact.kind,
-                "backend": worker["info"]["backend"],
-                "precision": manifest.get("precision"),
-                "batch_size": settings["batch_size"],
-                "seq_len": settings["seq_len"] if "max_length" in artifact.preprocessing else None,  # tokenized
-                "threads": settings["threads"],
-                "timed": worker["info"]["timed"],
-                **stats,
-                "load_s": worker["info"]["load_s"],
-                "first_inference_ms": worker["info"]["first_inference_ms"],
-                "warmup_runs": worker["info"]["warmup_runs"],
-                "warmup_settled": worker["info"]["warmup_settled"],
-                "peak_rss_mb": worker["peak_rss_mb"],
-                "warnings": trust_warnings(stats, worker["info"]),
-                "size_mb": artifact.size_bytes(["model", "weights"]) / 1e6,
-                "accuracy": manifest.get("metrics", {}).get("accuracy"),
-            }
-        )
+            if worker is not None:
+                _stop(worker)
+    for i in live:
+        if "status" not in rows[i]:
+            rows[i].update(_timed(infos[i], times[i], e2e[i], rows[i]["batch_size"], peaks[i]))
+    for row in rows:
+        row.setdefault("status", "ok")
+    return rows, plan
+
+
+def _search(worker: dict[str, Any], row: dict[str, Any], settings: dict[str, Any]) -> None:
+    """Offline scenario: find the batch size with the best throughput, then configure the worker
+    for it. The smallest batch within 3% of the best wins (as fast, less latency and memory)."""
+    limit = min(settings["max_batch"], worker["info"].get("max_batch") or settings["max_batch"])
+    candidates = [2**k for k in range(0, 20) if 2**k <= limit]
+    found = _ask(worker, ("search", {"candidates": candidates, "seconds": SEARCH_SECONDS}), expect="searched")
+    measured = [f for f in found if "throughput_per_s" in f]
+    if not measured:
+        raise BenchError(f"{worker['path']}: offline search could not run batch 1 ({found[0].get('stopped')})")
+    top = max(f["throughput_per_s"] for f in measured)
+    best = min(f["batch_size"] for f in measured if f["throughput_per_s"] >= top / 1.03)
+    worker["info"] = _ask(worker, ("configure", best), expect="ready")
+    row.update(batch_size=best, search=found)
+
+
+def _timed(
+    info: dict[str, Any], times: list[float], e2e: list[float], batch_size: int, peak_rss_mb: float | None
+) -> dict[str, Any]:
+    """A result's figures from its worker's latencies."""
+    stats = summarize(times, batch_size)
+    step = max(1, len(times) // SAMPLES_KEPT)
+    end_to_end = None
+    if e2e:
+        e = summarize(e2e, batch_size)
+        end_to_end = {"p50_ms": e["p50_ms"], "p90_ms": e["p90_ms"], "mean_ms": e["mean_ms"], "runs": e["iterations"]}
+        end_to_end["timed"] = info["timed_end_to_end"]
     return {
-        "schema_version": REPORT_SCHEMA_VERSION,
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "timed": "; ".join(sorted({r["timed"] for r in results})),
-        "method": f"each artifact in its own process; {plan} after at least {settings['warmup']} warm-up runs "
-        "(more until two 5-run block medians agree within 5%), 2 untimed runs opening each round; "
-        "latencies from time.perf_counter_ns",
-        "settings": settings,
-        "environment": describe(),
-        "results": results,
+        "backend": info["backend"],
+        "timed": info["timed"],
+        **stats,
+        "end_to_end": end_to_end,
+        "load_s": info["load_s"],
+        "first_inference_ms": info["first_inference_ms"],
+        "warmup_runs": info["warmup_runs"],
+        "warmup_settled": info["warmup_settled"],
+        "peak_rss_mb": peak_rss_mb,
+        "warnings": trust_warnings(stats, info),
+        "samples_ms": [round(t, 4) for t in times[::step][:SAMPLES_KEPT]],
     }
 
 
@@ -154,7 +316,11 @@ def _start(artifact: Any, backend: str | None, settings: dict[str, Any]) -> dict
     )
     theirs.close()
     worker = {"process": process, "conn": Connection(ours.detach()), "path": artifact.path}
-    worker["info"] = _ask(worker, None, expect="ready")
+    try:
+        worker["info"] = _ask(worker, None, expect="ready")
+    except BenchError:
+        _stop(worker)
+        raise
     return worker
 
 
@@ -204,7 +370,27 @@ def trust_warnings(stats: dict[str, float], info: dict[str, Any]) -> list[str]:
     return warnings
 
 
-def speedups(results: list[dict[str, Any]]) -> list[float]:
-    """p50 of the baseline (the first PyTorch result, else the first) over each result's p50."""
-    base = next((r for r in results if r["backend"].startswith("torch")), results[0])
-    return [base["p50_ms"] / r["p50_ms"] for r in results]
+def speedups(results: list[dict[str, Any]]) -> list[float | None]:
+    """Each result against the baseline of its setting (same batch, sequence or image size,
+    threads): the first PyTorch result there, else the first. Single-stream: baseline p50 over
+    its p50; offline: its throughput over the baseline's. None for rows that did not run."""
+
+    def setting(r: dict[str, Any]) -> tuple[Any, ...]:
+        if r.get("scenario") == "offline":
+            return (r.get("threads"),)
+        return (r["batch_size"], r.get("seq_len"), r.get("image_size"), r.get("threads"))
+
+    ok = [r for r in results if r.get("status", "ok") == "ok"]
+    base: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for r in sorted(ok, key=lambda r: not r["backend"].startswith("torch")):
+        base.setdefault(setting(r), r)
+    out: list[float | None] = []
+    for r in results:
+        b = base.get(setting(r)) if r.get("status", "ok") == "ok" else None
+        if b is None:
+            out.append(None)
+        elif r.get("scenario") == "offline":
+            out.append(r["throughput_per_s"] / b["throughput_per_s"])
+        else:
+            out.append(b["p50_ms"] / r["p50_ms"])
+    return out

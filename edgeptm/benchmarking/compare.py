@@ -29,9 +29,9 @@ def _key(result: dict[str, Any]) -> tuple[Any, ...]:
     # checkouts or machines still pair up when the artifacts keep their names.
     return (
         Path(result["artifact"]).name,
-        result["backend"],
+        result.get("backend") or result.get("provider") or "",
         result["batch_size"],
-        result["seq_len"],
+        result.get("seq_len") or result.get("image_size"),
         result["threads"],
     )
 
@@ -44,8 +44,9 @@ def compare(
         raise BenchError(f"metric '{metric}' is not one of {', '.join(METRICS)}")
     if threshold < 0:
         raise BenchError(f"--threshold must be >= 0, got {threshold}")
-    old_by_key = {_key(r): r for r in old["results"]}
-    new_by_key = {_key(r): r for r in new["results"]}
+    # Rows that did not run (schema 2: status unrunnable/failed) have nothing to compare.
+    old_by_key = {_key(r): r for r in old["results"] if r.get("status", "ok") == "ok"}
+    new_by_key = {_key(r): r for r in new["results"] if r.get("status", "ok") == "ok"}
     rows = []
     for key in sorted(set(old_by_key) | set(new_by_key), key=str):
         before, after = old_by_key.get(key), new_by_key.get(key)

@@ -20,51 +20,57 @@ def serve(conn: Any, config: dict[str, Any]) -> None:
         conn.close()
 
 
-def _serve(conn: Any, config: dict[str, Any]) -> None:
-    from edgeptm.artifacts import open_artifact
-    from edgeptm.runtime import load
+class Session:
+    """One loaded artifact and the feed it is timed on (re-made when the batch size changes)."""
 
-    started = time.perf_counter()
-    artifact = open_artifact(config["path"])
-    predictor = load(artifact, config.get("backend"), config["threads"])
-    load_s = time.perf_counter() - started
-    pre = predictor.preprocessor
-    inputs = pre.sample_inputs(config["batch_size"])
-    seq_len = config["seq_len"]
-    feed = predictor.encode(inputs, seq_len)
-    run = predictor.backend.run
+    def __init__(self, config: dict[str, Any]) -> None:
+        from edgeptm.artifacts import open_artifact
+        from edgeptm.runtime import load
 
-    if config["end_to_end"]:
+        self.config = config
+        started = time.perf_counter()
+        artifact = open_artifact(config["path"])
+        self.predictor = load(artifact, config.get("backend"), config["threads"], config.get("provider"))
+        self.load_s = time.perf_counter() - started
+        self.pre = self.predictor.preprocessor
+        if config.get("image_size"):
+            self.pre = self.pre.at_size(config["image_size"])
+        self.first_ms: float | None = None
 
-        def call() -> None:
-            predictor.postprocess(next(iter(run(predictor.encode(inputs, seq_len)).values())))
-    else:
+    def prepare(self, batch_size: int) -> dict[str, Any]:
+        """Build the feed for ``batch_size``, run it once (cold start the first time), warm up."""
+        predictor, pre, seq_len = self.predictor, self.pre, self.config["seq_len"]
+        inputs = pre.sample_inputs(batch_size)
+        feed = pre.encode(inputs, seq_len)
+        run = predictor.backend.run
 
-        def call() -> None:
+        def end_to_end() -> None:
+            predictor.postprocess(next(iter(run(pre.encode(inputs, seq_len)).values())))
+
+        def compute() -> None:
             run(feed)
 
-    tick = time.perf_counter()
-    call()
-    first_ms = (time.perf_counter() - tick) * 1000
-    warmup_runs, settled = settle(call, config["warmup"])
-    conn.send(
-        (
-            "ready",
-            {
-                "backend": predictor.backend.name,
-                "timed": pre.timed_end_to_end if config["end_to_end"] else pre.timed_compute,
-                "load_s": load_s,
-                "first_inference_ms": first_ms,
-                "warmup_runs": warmup_runs,
-                "warmup_settled": settled,
-            },
-        )
-    )
-    clock = time.perf_counter_ns
-    while True:
-        message, amount = conn.recv()
-        if message == "stop":
-            break
+        self.e2e = end_to_end
+        self.call = end_to_end if self.config["end_to_end"] else compute
+        tick = time.perf_counter()
+        self.call()
+        first_ms = (time.perf_counter() - tick) * 1000
+        self.first_ms = first_ms if self.first_ms is None else self.first_ms
+        warmup_runs, settled = settle(self.call, self.config["warmup"])
+        return {
+            "backend": predictor.backend.name,
+            "timed": pre.timed_end_to_end if self.config["end_to_end"] else pre.timed_compute,
+            "timed_end_to_end": pre.timed_end_to_end,
+            "load_s": self.load_s,
+            "first_inference_ms": self.first_ms,
+            "warmup_runs": warmup_runs,
+            "warmup_settled": settled,
+            "max_batch": getattr(predictor.backend, "max_batch", None),
+            "batch_size": batch_size,
+        }
+
+    def time(self, call: Any, message: str, amount: float) -> list[float]:
+        clock = time.perf_counter_ns
         for _ in range(REWARM):  # wake the thread pool that idled while the other workers ran
             call()
         times: list[float] = []
@@ -73,10 +79,53 @@ def _serve(conn: Any, config: dict[str, Any]) -> None:
             t0 = clock()
             call()
             times.append((clock() - t0) / 1e6)
-        conn.send(("times", {"times": times, "peak_rss_mb": peak_rss_mb()}))
-    predictor.close()
+        return times
+
+    def search(self, candidates: list[int], seconds: float) -> list[dict[str, float]]:
+        """Offline scenario: throughput at growing batch sizes, until it stops growing."""
+        import statistics
+
+        found: list[dict[str, float]] = []
+        for batch in candidates:
+            try:
+                self.prepare(batch)
+            except Exception as exc:  # out of memory, beyond an engine's profile: the search ends here
+                found.append({"batch_size": batch, "stopped": f"{type(exc).__name__}: {str(exc).splitlines()[0]}"})
+                break
+            times = self.time(self.call, "run_for", seconds)
+            p50 = statistics.median(times)
+            found.append({"batch_size": batch, "throughput_per_s": batch * 1000.0 / p50, "p50_ms": p50})
+            best = max(f.get("throughput_per_s", 0) for f in found)
+            if found[-1]["throughput_per_s"] < best / OFFLINE_GAIN and len(found) > 2:
+                break  # past the peak
+        return found
 
 
+def _serve(conn: Any, config: dict[str, Any]) -> None:
+    session = Session(config)
+    conn.send(("ready", session.prepare(config["batch_size"])))
+    while True:
+        message, amount = conn.recv()
+        if message == "stop":
+            break
+        if message == "search":
+            conn.send(("searched", session.search(amount["candidates"], amount["seconds"])))
+            continue
+        if message == "configure":
+            conn.send(("ready", session.prepare(amount)))
+            continue
+        times = session.time(session.call, message, amount)
+        # End to end (preprocessing + run + postprocessing) as its own, smaller sample of the round.
+        e2e = [] if not config.get("e2e", True) else session.time(session.e2e, message, _quarter(message, amount))
+        conn.send(("times", {"times": times, "e2e": e2e, "peak_rss_mb": peak_rss_mb()}))
+    session.predictor.close()
+
+
+def _quarter(message: str, amount: float) -> float:
+    return amount / 4 if message == "run_for" else max(3, int(amount) // 4)
+
+
+OFFLINE_GAIN = 1.03  # a batch size must beat the best so far by 3% to keep the search going
 REWARM = 2  # untimed runs at the start of every round
 SETTLE_BLOCK = 5  # runs per warm-up block
 SETTLE_TOLERANCE = 0.05  # consecutive block medians within 5%: latency has settled

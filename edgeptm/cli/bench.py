@@ -4,66 +4,82 @@ import click
 
 from edgeptm.artifacts import write_json_atomic
 from edgeptm.benchmarking.compare import METRICS
-from edgeptm.cli.common import profile_option, table, threads_option
+from edgeptm.cli.common import profile_option, table
 
 
 def format_report(report: dict) -> str:
     from edgeptm.benchmarking import speedups
 
     results = report["results"]
-    latency = [
-        [
-            r["artifact"],
-            r["backend"],
-            r["precision"],
-            r["size_mb"],
-            r["accuracy"],
-            r["p50_ms"],
-            r["p90_ms"],
-            r["p99_ms"],
-            f"{r['mean_ms']:.2f}±{r['std_ms']:.2f}",
-            r["throughput_per_s"],
-            f"{s:.2f}x",
-        ]
-        for r, s in zip(results, speedups(results))
+    offline = report["settings"].get("scenario") == "offline"
+    latency = []
+    for r, speedup in zip(results, speedups(results)):
+        where = [r.get("variant") or r["artifact"], r.get("backend") or "", r["batch_size"]]
+        where += [r.get("seq_len") or r.get("image_size"), r["threads"], r.get("provider") or ""]
+        if r.get("status", "ok") != "ok":
+            latency.append(where + [f"{r['status']}: {r['reason']}"] + [""] * 8)
+            continue
+        e2e = (r.get("end_to_end") or {}).get("p50_ms")
+        latency.append(
+            where
+            + [
+                r["precision"],
+                r["accuracy"],
+                r["p50_ms"],
+                r["p90_ms"],
+                r["p99_ms"],
+                r["throughput_per_s"],
+                e2e,
+                r["peak_rss_mb"],
+                f"{speedup:.2f}x",
+            ]
+        )
+    s = report["settings"]
+    lines = [
+        f"scenario {s.get('scenario', 'single-stream')}; timed: {report['timed']}",
+        f"method: {report['method']}",
+        table(
+            ["variant", "backend", "batch", "seq/img", "threads", "provider", "precision", "accuracy", "p50 ms"]
+            + ["p90 ms", "p99 ms", "samples/s", "e2e p50 ms", "peak RSS MB", "throughput x" if offline else "speedup"],
+            latency,
+        ),
     ]
+    for r in results:
+        if r.get("search"):
+            tried = ", ".join(
+                f"{f['batch_size']}: {f['throughput_per_s']:.0f}/s"
+                if "throughput_per_s" in f
+                else f"{f['batch_size']}: stop"
+                for f in r["search"]
+            )
+            lines.append(f"offline search {r.get('variant')}: {tried} -> batch {r['batch_size']}")
+    ok = [r for r in results if r.get("status", "ok") == "ok"]
     cold = [
         [
-            r["artifact"],
+            r.get("variant") or r["artifact"],
             r["load_s"],
             r["first_inference_ms"],
             f"{r['warmup_runs']}{'' if r['warmup_settled'] else ' (unsettled)'}",
-            r["peak_rss_mb"],
+            r["size_mb"],
         ]
-        for r in results
+        for r in ok
     ]
-    s = report["settings"]
-    seq = f", seq {s['seq_len']}" if any(r.get("seq_len") for r in results) else ""  # text artifacts only
-    lines = [
-        f"batch {s['batch_size']}{seq}, threads {s['threads'] or 'runtime default'}",
-        f"timed: {report['timed']}",
-        f"method: {report['method']}",
-        table(
-            [
-                "artifact",
-                "backend",
-                "precision",
-                "size MB",
-                "accuracy",
-                "p50 ms",
-                "p90 ms",
-                "p99 ms",
-                "mean±std ms",
-                "samples/s",
-                "speedup",
-            ],
-            latency,
-        ),
-        "",
-        table(["artifact", "load s", "first inference ms", "warm-up runs", "peak RSS MB (own process)"], cold),
-    ]
-    lines += [f"warning: {r['artifact']}: {w}" for r in results for w in r["warnings"]]
+    lines += ["", table(["variant", "load s", "first inference ms", "warm-up runs", "size MB"], cold)]
+    lines += [f"warning: {r.get('variant') or r['artifact']}: {w}" for r in ok for w in r["warnings"]]
     return "\n".join(lines)
+
+
+def _ints(ctx: click.Context, param: click.Parameter, value: str | None) -> list[int] | None:
+    """'1,8,32' -> [1, 8, 32] (one value is a list of one)."""
+    if value is None:
+        return None
+    try:
+        values = [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers, got {value!r}") from None
+    if not values or min(values) < 1:
+        raise click.BadParameter(f"expected integers >= 1, got {value!r}")
+    return values
 
 
 class BenchGroup(click.Group):
@@ -82,8 +98,24 @@ def command() -> None:
 
 @command.command(name="run")
 @click.argument("artifacts", nargs=-1, required=True, type=click.Path())
-@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="[default: profile's, else 1]")
-@click.option("--seq-len", type=click.IntRange(min=1), default=None, help="[default: profile's, else 128]")
+@click.option("--batch-size", callback=_ints, default=None, help="Batch size, or a list to sweep: 1,8,32 [default: 1].")
+@click.option("--seq-len", callback=_ints, default=None, help="Text: sequence length(s), e.g. 64,128 [default: 128].")
+@click.option("--image-size", callback=_ints, default=None, help="Images: size(s) to sweep, e.g. 96,224.")
+@click.option(
+    "--threads", callback=_ints, default=None, help="Intra-op threads, or a list to sweep [default: profile's]."
+)
+@click.option(
+    "--provider",
+    default=None,
+    help="ONNX Runtime execution provider(s) for ONNX artifacts: cpu,cuda,tensorrt (missing ones are reported).",
+)
+@click.option(
+    "--scenario",
+    type=click.Choice(["single-stream", "offline"]),
+    default="single-stream",
+    show_default=True,
+    help="single-stream: one query at a time (latency); offline: the batch size with the best throughput.",
+)
 @click.option("--iterations", type=click.IntRange(min=1), default=None, help="Timed runs per artifact [default: 100].")
 @click.option("--warmup", type=click.IntRange(min=0), default=None, help="Untimed runs first [default: 10].")
 @click.option("--rounds", type=click.IntRange(min=1), default=10, show_default=True, help="Interleaved rounds.")
@@ -93,19 +125,54 @@ def command() -> None:
     default=None,
     help="Seconds of timed runs per artifact (split over the rounds) instead of --iterations.",
 )
-@click.option("--end-to-end", is_flag=True, help="Time tokenization + run + softmax instead of model compute only.")
+@click.option(
+    "--end-to-end", is_flag=True, help="Main figure end to end (the end-to-end p50 is always reported beside)."
+)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="Write the report as JSON.")
-@threads_option
+@click.option(
+    "--report",
+    "report_stem",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write STEM.json, STEM.csv, STEM.md and STEM.html (one page with plots).",
+)
 @profile_option
-def run(artifacts: tuple[str, ...], json_path: str | None, **kwargs) -> None:
-    """Time ARTIFACTS side by side: PyTorch eager for checkpoints, ONNX Runtime for ONNX."""
+def run(
+    artifacts: tuple[str, ...],
+    json_path: str | None,
+    report_stem: str | None,
+    batch_size: list[int] | None,
+    seq_len: list[int] | None,
+    image_size: list[int] | None,
+    threads: list[int] | None,
+    provider: str | None,
+    **kwargs,
+) -> None:
+    """Time ARTIFACTS side by side, each in its own process: PyTorch eager for checkpoints, ONNX
+    Runtime for ONNX, an engine on its runtime. Lists sweep every combination."""
     from edgeptm.benchmarking import BenchOptions, bench
 
-    report = bench(list(artifacts), BenchOptions(**kwargs))
+    options = BenchOptions(
+        batch_size=batch_size[0] if batch_size and len(batch_size) == 1 else None,
+        batch_sizes=batch_size if batch_size and len(batch_size) > 1 else None,
+        seq_len=seq_len[0] if seq_len and len(seq_len) == 1 else None,
+        seq_lens=seq_len if seq_len and len(seq_len) > 1 else None,
+        image_sizes=image_size,
+        threads=threads[0] if threads and len(threads) == 1 else None,
+        thread_counts=threads if threads and len(threads) > 1 else None,
+        providers=[p.strip() for p in provider.split(",")] if provider else None,
+        **kwargs,
+    )
+    report = bench(list(artifacts), options)
     click.echo(format_report(report))
     if json_path:
         write_json_atomic(json_path, report)
         click.echo(f"report: {json_path}")
+    if report_stem:
+        from edgeptm.benchmarking.report import write_reports
+
+        for path in write_reports(report, report_stem):
+            click.echo(f"report: {path}")
 
 
 @command.command(name="compare")

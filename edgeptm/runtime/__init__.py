@@ -15,14 +15,17 @@ from edgeptm.runtime.base import Backend, default_backend, open_backend
 from edgeptm.runtime.predictor import EmbeddingPredictor, Prediction, Predictor, TextPredictor, predictor_for
 
 
-def load(path: str | Path | Artifact, backend: str | None = None, threads: int | None = None) -> Predictor:
-    """Open an artifact (checksums verified) on its runtime, with its preprocessing attached."""
+def load(
+    path: str | Path | Artifact, backend: str | None = None, threads: int | None = None, provider: str | None = None
+) -> Predictor:
+    """Open an artifact (checksums verified) on its runtime, with its preprocessing attached.
+    ``provider``: ONNX Runtime's execution provider (cpu, cuda, tensorrt) for ONNX artifacts."""
     artifact = path if isinstance(path, Artifact) else open_artifact(path)
     from edgeptm.runtime.preprocess import PREPROCESSORS
 
     if artifact.task not in PREPROCESSORS:
         raise BackendError(f"{artifact.path}: task '{artifact.task}' has no predictor in this edgeptm")
-    return predictor_for(artifact, open_backend(artifact, backend, threads))
+    return predictor_for(artifact, open_backend(artifact, backend, threads, provider))
 
 
 __all__ = [

@@ -45,7 +45,9 @@ def default_backend(artifact: Artifact) -> str:
         raise BackendError(f"{artifact.path}: no runtime for artifacts of kind '{artifact.kind}'") from None
 
 
-def open_backend(artifact: Artifact, name: str | None = None, threads: int | None = None) -> Backend:
+def open_backend(
+    artifact: Artifact, name: str | None = None, threads: int | None = None, provider: str | None = None
+) -> Backend:
     name = name or default_backend(artifact)
     if name not in BACKENDS:
         raise BackendError(f"unknown backend '{name}' (known: {', '.join(BACKENDS)})")
@@ -59,4 +61,7 @@ def open_backend(artifact: Artifact, name: str | None = None, threads: int | Non
         raise BackendError(
             f"backend '{name}' needs {package}, which failed to import ({exc}); pip install {package}"
         ) from None
-    return getattr(module, class_name)(artifact, threads=threads)
+    if provider is not None and name != "onnxruntime":
+        raise BackendError(f"execution provider '{provider}' is for ONNX Runtime; backend '{name}' has none")
+    extra = {"provider": provider} if provider is not None else {}
+    return getattr(module, class_name)(artifact, threads=threads, **extra)

@@ -1,4 +1,5 @@
-"""ONNX Runtime backend (CPU execution provider)."""
+"""ONNX Runtime backend: the CPU execution provider, or CUDA / TensorRT providers where the
+installed onnxruntime has them (onnxruntime-gpu); a provider it lacks is an error that says so."""
 
 from __future__ import annotations
 
@@ -22,19 +23,43 @@ def session_options(threads: int | None, save_optimized_to: str | None = None) -
     return options
 
 
+PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
+
+
+def provider_name(short: str) -> str:
+    """``cuda`` -> ``CUDAExecutionProvider``; a missing provider is a BackendError naming what to install."""
+    full = PROVIDERS.get(short, short)
+    available = ort.get_available_providers()
+    if full not in available:
+        hint = "; install onnxruntime-gpu on a machine with CUDA" if full != "CPUExecutionProvider" else ""
+        raise BackendError(f"ONNX Runtime {ort.__version__} here has no {full} (it has {', '.join(available)}){hint}")
+    return full
+
+
 class OrtBackend:
     name = "onnxruntime-cpu"
 
-    def __init__(self, artifact: Artifact, threads: int | None = None, save_optimized_to: str | None = None) -> None:
+    def __init__(
+        self,
+        artifact: Artifact,
+        threads: int | None = None,
+        save_optimized_to: str | None = None,
+        provider: str | None = None,
+    ) -> None:
         path = artifact.file("model")
         self.threads = threads
+        chosen = provider_name(provider or "cpu")
+        # Nodes a GPU provider does not take run on the CPU provider, as ONNX Runtime intends.
+        providers = [chosen] + (["CPUExecutionProvider"] if chosen != "CPUExecutionProvider" else [])
+        short = {v: k for k, v in PROVIDERS.items()}.get(chosen, chosen)
+        self.name = f"onnxruntime-{short}"
         # Graph rewrites the exporter found harmful for this model family (see models/text.py).
         hints = (artifact.manifest.get("runtime") or {}).get("onnxruntime") or {}
         try:
             self.session = ort.InferenceSession(
                 str(path),
                 sess_options=session_options(threads, save_optimized_to),
-                providers=["CPUExecutionProvider"],
+                providers=providers,
                 disabled_optimizers=hints.get("disabled_optimizers") or None,
             )
         except Exception as exc:  # onnxruntime raises its own (non-exported) exception types

@@ -81,6 +81,17 @@ class ImagePreprocessor:
         record = {k: v for k, v in artifact.preprocessing.items() if k != "type"}
         self.prep = ImagePreprocessing.from_record(record)
 
+    def at_size(self, size: int) -> "ImagePreprocessor":
+        """The same preprocessing cropping to ``size`` (resize scaled alike): for benchmarking a
+        model whose graph takes other image sizes."""
+        from edgeptm.data.images import ImagePreprocessing
+
+        record = {k: v for k, v in self.artifact.preprocessing.items() if k != "type"}
+        scale = record["resize"] / record["crop"]
+        other = ImagePreprocessor(self.artifact)
+        other.prep = ImagePreprocessing.from_record({**record, "crop": size, "resize": round(size * scale)})
+        return other
+
     def array(self, image: Any) -> np.ndarray:
         from PIL import Image
 
