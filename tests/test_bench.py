@@ -241,3 +241,22 @@ def test_a_fixed_image_size_is_reported_not_run(tmp_path: Path):
     assert "fixed at 96x96" in _static_shape_reason(onnx, {"image_size": 224})
     checkpoint = Artifact(tmp_path, {**manifest, "kind": "checkpoint"})
     assert _static_shape_reason(checkpoint, {"image_size": 224}) is None  # PyTorch takes any size
+
+
+def test_cli_sweep_writes_every_report_form(tiny_onnx, tmp_path: Path):
+    from click.testing import CliRunner
+
+    from edgeptm.cli import cli
+
+    stem = tmp_path / "reports" / "sweep"
+    args = ["bench", str(tiny_onnx.path), "--batch-size", "1,2", "--seq-len", "16", "--threads", "1"]
+    result = CliRunner().invoke(
+        cli, args + ["--iterations", "4", "--warmup", "0", "--rounds", "1", "--report", str(stem)]
+    )
+    assert result.exit_code == 0, result.output
+    for suffix in (".json", ".csv", ".md", ".html"):
+        assert (stem.parent / f"sweep{suffix}").is_file(), suffix
+    report = json.loads(stem.with_suffix(".json").read_text())
+    assert [r["batch_size"] for r in report["results"]] == [1, 2]
+    bad = CliRunner().invoke(cli, ["bench", str(tiny_onnx.path), "--batch-size", "1,x"])
+    assert bad.exit_code == 2 and "comma-separated integers" in bad.output

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeptm.artifacts import open_artifact
+from edgeptm.benchmarking.report import speedups  # noqa: F401 - public here: bench(), then speedups(results)
 from edgeptm.benchmarking.stats import summarize
 from edgeptm.errors import BenchError, UsageError
 from edgeptm.profiles import Profile, pick, resolve_profile
@@ -368,29 +369,3 @@ def trust_warnings(stats: dict[str, float], info: dict[str, Any]) -> list[str]:
     if not info["warmup_settled"]:
         warnings.append(f"latency had not settled after {info['warmup_runs']} warm-up runs")
     return warnings
-
-
-def speedups(results: list[dict[str, Any]]) -> list[float | None]:
-    """Each result against the baseline of its setting (same batch, sequence or image size,
-    threads): the first PyTorch result there, else the first. Single-stream: baseline p50 over
-    its p50; offline: its throughput over the baseline's. None for rows that did not run."""
-
-    def setting(r: dict[str, Any]) -> tuple[Any, ...]:
-        if r.get("scenario") == "offline":
-            return (r.get("threads"),)
-        return (r["batch_size"], r.get("seq_len"), r.get("image_size"), r.get("threads"))
-
-    ok = [r for r in results if r.get("status", "ok") == "ok"]
-    base: dict[tuple[Any, ...], dict[str, Any]] = {}
-    for r in sorted(ok, key=lambda r: not r["backend"].startswith("torch")):
-        base.setdefault(setting(r), r)
-    out: list[float | None] = []
-    for r in results:
-        b = base.get(setting(r)) if r.get("status", "ok") == "ok" else None
-        if b is None:
-            out.append(None)
-        elif r.get("scenario") == "offline":
-            out.append(r["throughput_per_s"] / b["throughput_per_s"])
-        else:
-            out.append(b["p50_ms"] / r["p50_ms"])
-    return out

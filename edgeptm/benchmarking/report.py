@@ -1,0 +1,626 @@
+"""Bench reports for people choosing a model variant for a device: CSV, Markdown and one HTML page.
+
+Every renderer takes the dict ``bench`` returns, schema 1 or 2 (2 adds variants, scenarios, statuses,
+per-run samples, end-to-end figures and the offline batch search); a key a report lacks reads as
+None. The HTML page is self-contained (inline CSS, SVG drawn here, no scripts), so it opens offline,
+travels as one file, and diffs line by line between two runs.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import json
+import logging
+import math
+import os
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from edgeptm.artifacts import write_json_atomic
+from edgeptm.errors import BenchError
+
+log = logging.getLogger(__name__)
+
+CSV_COLUMNS = (
+    "artifact", "variant", "backend", "provider", "precision", "scenario", "batch_size", "seq_len", "image_size",
+    "threads", "status", "reason", "p50_ms", "p90_ms", "p95_ms", "p99_ms", "mean_ms", "std_ms", "cv", "min_ms",
+    "max_ms", "throughput_per_s", "iterations", "e2e_p50_ms", "e2e_p90_ms", "load_s", "first_inference_ms",
+    "warmup_runs", "peak_rss_mb", "size_mb", "accuracy", "warnings",
+)  # fmt: skip
+HEADERS = (
+    "variant", "backend", "batch", "seq / image", "threads", "p50 ms", "p90 ms", "p99 ms", "throughput /s",
+    "end-to-end p50 ms", "peak RSS MB", "size MB", "accuracy", "speedup", "status",
+)  # fmt: skip
+FIGURES = 5  # HEADERS from here on, up to status, are measurements: a row that did not run shows its reason there
+RUNTIMES = ("torch", "onnxruntime", "tensorrt", "openvino", "executorch")  # prefixes in environment.packages
+SCENARIOS = {
+    "single-stream": "one request at a time: the latency a user waits for",
+    "offline": "the batch size that maximises throughput, searched per variant: the pace of a bulk job",
+}
+SPEEDUP_NOTE = (
+    "speedup: against the first PyTorch result at the same batch, sequence or image size and threads "
+    "(else the first result there); single-stream compares p50 latency, offline throughput."
+)
+
+
+def variant_name(result: dict[str, Any]) -> str:
+    """The result's display name: its ``variant``, else its artifact directory and backend."""
+    if result.get("variant"):
+        return str(result["variant"])
+    name = Path(str(result.get("artifact") or "?")).name
+    return f"{name} ({result['backend']})" if result.get("backend") else name
+
+
+def to_csv(report: dict[str, Any]) -> str:
+    """One row per result in ``CSV_COLUMNS``; lists (per-run samples, the batch search) are left out.
+
+    Schema 1 results get the derived variant name, scenario "single-stream" and status "ok"."""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, lineterminator="\n", extrasaction="ignore")
+    writer.writeheader()
+    for r in _results(report):
+        e2e = r.get("end_to_end") if isinstance(r.get("end_to_end"), dict) else {}
+        row = {key: r.get(key) for key in CSV_COLUMNS}
+        row.update(variant=variant_name(r), scenario=_scenario(r), status=_status(r))
+        row.update(e2e_p50_ms=e2e.get("p50_ms"), e2e_p90_ms=e2e.get("p90_ms"))
+        row["warnings"] = "; ".join(r.get("warnings") or [])
+        writer.writerow(row)  # floats as str(): they read back exactly
+    return out.getvalue()
+
+
+def to_markdown(report: dict[str, Any]) -> str:
+    """Title, what was timed and how, the machine, one table per scenario, then trust warnings."""
+    results = _results(report)
+    lines = [f"# edgeptm benchmark: {_count(results)}", "", _created(report), ""]
+    for key, text in _about(report):
+        lines += [f"**{key}:** {_md(text)}", ""]
+    lines += ["## Environment", ""] + [f"- {key}: {_md(text)}" for key, text in _environment(report)] + [""]
+    for scenario, group, searches in _by_scenario(results):
+        lines += [f"## {scenario.capitalize()}", "", _md(SCENARIOS.get(scenario, "")), ""]
+        lines.append("| " + " | ".join(HEADERS) + " |")
+        lines.append("|" + "|".join("---:" if _numeric(i) else "---" for i in range(len(HEADERS))) + "|")
+        for row in group:
+            figures = row.figures or [row.reason] + [""] * (len(HEADERS) - FIGURES - 2)
+            lines.append("| " + " | ".join(_md(c) for c in [*row.head, *figures, row.status]) + " |")
+        lines += [""] + [f"- {_md(text)}" for text in searches] + ([""] if searches else [])
+    lines += [SPEEDUP_NOTE, "", "## Trust warnings", ""]
+    lines += [f"- {_md(who)}: {_md(text)}" for who, text in _warnings(results)] or ["No result carries a warning."]
+    return "\n".join(lines) + "\n"
+
+
+def to_html(report: dict[str, Any]) -> str:
+    """One self-contained page: the Markdown's content, plus latency and accuracy plots in inline SVG."""
+    results = _results(report)
+    e = html.escape
+    out = [
+        "<!DOCTYPE html>",
+        '<html lang="en">',
+        "<head>",
+        '<meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>edgeptm benchmark: {e(_count(results))}</title>",
+        f"<style>\n{CSS}</style>",
+        "</head>",
+        "<body>",
+        f"<h1>edgeptm benchmark: {e(_count(results))}</h1>",
+        f'<p class="meta">{e(_created(report))}</p>',
+    ]
+    out += [f"<p><b>{e(key)}:</b> {e(text)}</p>" for key, text in _about(report)]
+    out += ["<h2>Environment</h2>", '<table class="env">']
+    out += [f"<tr><th>{e(key)}</th><td>{e(text)}</td></tr>" for key, text in _environment(report)]
+    out.append("</table>")
+    for scenario, group, searches in _by_scenario(results):
+        out += [f"<h2>{e(scenario.capitalize())}</h2>", f"<p>{e(SCENARIOS.get(scenario, ''))}</p>", "<table>"]
+        out.append("<thead><tr>" + "".join(f"<th>{e(h)}</th>" for h in HEADERS) + "</tr></thead>")
+        out.append("<tbody>")
+        for row in group:
+            cells = [
+                f'<td class="num">{e(c)}</td>' if _numeric(i) else f"<td>{e(c)}</td>" for i, c in enumerate(row.head)
+            ]
+            if row.figures is None:
+                cells.append(f'<td colspan="{len(HEADERS) - FIGURES - 1}" class="reason">{e(row.reason)}</td>')
+            else:
+                cells += [f'<td class="num">{e(c)}</td>' for c in row.figures]
+            cells.append(f'<td class="{"ok" if row.status == "ok" else "bad"}">{e(row.status)}</td>')
+            out.append("<tr>" + "".join(cells) + "</tr>")
+        out += ["</tbody>", "</table>"]
+        out += ["<ul>", *(f"<li>{e(text)}</li>" for text in searches), "</ul>"] if searches else []
+    out += [f'<p class="note">{e(SPEEDUP_NOTE)}</p>', "<h2>Plots</h2>"]
+    out += [_box_plot(results), _batch_plot(results), _accuracy_plot(results)]
+    out.append("<h2>Trust warnings</h2>")
+    found = _warnings(results)
+    out += ["<ul>", *(f"<li><b>{e(who)}</b>: {e(text)}</li>" for who, text in found), "</ul>"] if found else []
+    out += [] if found else ["<p>No result carries a warning.</p>"]
+    out += ["</body>", "</html>"]
+    return "\n".join(out) + "\n"
+
+
+def write_reports(report: dict[str, Any], stem: str | os.PathLike[str]) -> list[Path]:
+    """Write ``stem``.json, .csv, .md and .html, each atomically; returns their paths.
+
+    Everything is rendered before anything is written, so a renderer's failure leaves no mixed set."""
+    stem = Path(stem)
+    texts = {".csv": to_csv(report), ".md": to_markdown(report), ".html": to_html(report)}
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    paths = [stem.with_name(stem.name + ".json")]
+    write_json_atomic(paths[0], report)
+    for suffix, text in texts.items():
+        path = stem.with_name(stem.name + suffix)
+        tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+        try:
+            tmp.write_text(text, encoding="utf-8")
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        paths.append(path)
+    log.info("bench report written: %s", ", ".join(str(p) for p in paths))
+    return paths
+
+
+# ---- what the renderers share ------------------------------------------------------------------
+
+
+class _Row(NamedTuple):
+    head: list[str]  # variant, backend, batch, seq / image, threads
+    figures: list[str] | None  # p50 .. speedup; None when the result did not run
+    reason: str
+    status: str
+
+
+def _results(report: Any) -> list[dict[str, Any]]:
+    if not isinstance(report, dict) or not isinstance(report.get("results"), list):
+        raise BenchError(
+            "not an edgeptm bench report (no 'results' list): pass the dict edgeptm.bench returns, "
+            "or read a saved one with edgeptm.benchmarking.compare.read_report"
+        )
+    return report["results"]
+
+
+def _status(r: dict[str, Any]) -> str:
+    return r.get("status") or "ok"  # schema 1 kept only the results that ran
+
+
+def _ok(r: dict[str, Any]) -> bool:
+    return _status(r) == "ok" and r.get("p50_ms") is not None
+
+
+def _scenario(r: dict[str, Any]) -> str:
+    return r.get("scenario") or "single-stream"  # schema 1 timed one call after another
+
+
+def _count(results: list[dict[str, Any]]) -> str:
+    names = {variant_name(r) for r in results}
+    return f"{len(names)} variant{'s' * (len(names) != 1)}, {len(results)} result{'s' * (len(results) != 1)}"
+
+
+def _created(report: dict[str, Any]) -> str:
+    created = report.get("created_at") or "at an unrecorded time"
+    return f"Created {created}; report schema {report.get('schema_version') or 'not recorded'}."
+
+
+def _about(report: dict[str, Any]) -> list[tuple[str, str]]:
+    timed = report.get("timed") or "; ".join(sorted({str(r["timed"]) for r in report["results"] if r.get("timed")}))
+    about = [("Timed", timed or "not recorded"), ("Method", report.get("method") or "not recorded")]
+    settings = report.get("settings") or {}
+    parts = []
+    for key, value in settings.items():
+        if key == "profile" and isinstance(value, dict):
+            value = value.get("name")
+        if key == "threads" and value is None:
+            value = "runtime default"
+        if value is None or value is False or value == {}:
+            continue
+        shown = json.dumps(value, sort_keys=True) if isinstance(value, (dict, list)) else str(value)
+        parts.append(f"{key.replace('_', ' ')} {shown}")
+    return about + ([("Settings", ", ".join(parts))] if parts else [])
+
+
+def _environment(report: dict[str, Any]) -> list[tuple[str, str]]:
+    env = report.get("environment") or {}
+    packages = env.get("packages") or {}
+    cores = f" ({env['cpu_count']} logical cores)" if env.get("cpu_count") else ""
+    rows = [("CPU", f"{env.get('cpu') or 'not recorded'}{cores}")]
+    rows.append(("CPU flags", ", ".join(env.get("cpu_flags") or []) or "none of those edgeptm records"))
+    for gpu in env.get("gpus") or [{"name": "none recorded"}]:
+        details = [f"driver {gpu['driver']}" if gpu.get("driver") else ""]
+        details += [f"compute capability {gpu['compute_capability']}" if gpu.get("compute_capability") else ""]
+        details += [str(gpu["memory"]) if gpu.get("memory") else ""]
+        rows.append(("GPU", ", ".join([str(gpu.get("name") or "unnamed"), *filter(None, details)])))
+    runtimes = [f"{name} {version}" for name, version in packages.items() if name.startswith(RUNTIMES)]
+    rows.append(("Runtimes", ", ".join(runtimes) or "none recorded"))
+    python = f"Python {env['python']}" if env.get("python") else "Python (version not recorded)"
+    edgeptm = f"; edgeptm {packages['edgeptm']}" if packages.get("edgeptm") else ""
+    rows.append(("Software", f"{python} on {env.get('platform') or env.get('machine') or 'an unrecorded OS'}{edgeptm}"))
+    return rows
+
+
+def _by_scenario(results: list[dict[str, Any]]) -> list[tuple[str, list[_Row], list[str]]]:
+    """Table rows and batch searches per scenario, in the order the scenarios first appear."""
+    ratios = speedups(results)
+    groups: dict[str, tuple[list[_Row], list[str]]] = {}
+    varying = _varying(results)
+    for r, ratio in zip(results, ratios):
+        rows, searches = groups.setdefault(_scenario(r), ([], []))
+        if r.get("search"):
+            searches.append(_search(r, _label(r, [k for k in varying if k not in ("scenario", "batch_size")])))
+        threads = r.get("threads")
+        head = [variant_name(r), str(r.get("backend") or "—"), _int(r.get("batch_size")), _shape(r)]
+        head.append("default" if threads is None and _ok(r) else _int(threads))  # the runtime's own
+        if _ok(r):
+            figures = [_num(r["p50_ms"]), _num(r.get("p90_ms")), _num(r.get("p99_ms")), _num(r.get("throughput_per_s"))]
+            figures += [_num((r.get("end_to_end") or {}).get("p50_ms")), _num(r.get("peak_rss_mb"))]
+            figures += [_num(r.get("size_mb")), _accuracy(r.get("accuracy")), "—" if ratio is None else f"{ratio:.2f}x"]
+            rows.append(_Row(head, figures, "", _status(r)))
+        else:
+            reason = r.get("reason") or ("no timings recorded" if _status(r) == "ok" else "no reason recorded")
+            rows.append(_Row(head, None, str(reason), _status(r)))
+    return [(scenario, rows, searches) for scenario, (rows, searches) in groups.items()]
+
+
+def speedups(results: list[dict[str, Any]]) -> list[float | None]:
+    """Each result against the first PyTorch result (else the first) at its setting (same batch,
+    sequence or image size, threads): baseline p50 over its p50 single-stream, its throughput over
+    the baseline's offline. None for rows that did not run. Tolerates v1 reports' absent keys."""
+
+    def setting(r: dict[str, Any]) -> tuple[Any, ...]:
+        if _scenario(r) == "offline":  # batch sizes differ by design: compare at the same threads
+            return ("offline", r.get("threads"))
+        return (_scenario(r), r.get("batch_size"), r.get("seq_len"), r.get("image_size"), r.get("threads"))
+
+    base: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for r in sorted((r for r in results if _ok(r)), key=lambda r: not str(r.get("backend")).startswith("torch")):
+        base.setdefault(setting(r), r)
+
+    def ratio(top: float | None, bottom: float | None) -> float | None:
+        return top / bottom if top and bottom else None
+
+    ratios: list[float | None] = []
+    for r in results:
+        b = base.get(setting(r)) if _ok(r) else None
+        if b is None:
+            ratios.append(None)
+        elif _scenario(r) == "offline":
+            ratios.append(ratio(r.get("throughput_per_s"), b.get("throughput_per_s")))
+        else:
+            ratios.append(ratio(b["p50_ms"], r["p50_ms"]))
+    return ratios
+
+
+def _search(r: dict[str, Any], label: str) -> str:
+    """An offline result's batch search, as tried: "batch 1: 812/s, 2: 1,390/s, ...; timed at 4"."""
+    tried = [
+        f"{f.get('batch_size')}: {_num(f['throughput_per_s'])}/s"
+        if f.get("throughput_per_s") is not None
+        else f"{f.get('batch_size')}: stopped ({f.get('stopped') or 'no reason recorded'})"
+        for f in r["search"]
+    ]
+    return f"{label}: batch search {', '.join(tried)}; timed at batch {r.get('batch_size')}"
+
+
+def _warnings(results: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """(result, its warnings joined) for each result that has any."""
+    varying = _varying(results)
+    return [(_label(r, varying), "; ".join(map(str, r["warnings"]))) for r in results if r.get("warnings")]
+
+
+def _numeric(column: int) -> bool:
+    """Right-aligned: batch, threads and the figures."""
+    return column in (2, 4) or FIGURES <= column < len(HEADERS) - 1
+
+
+def _shape(r: dict[str, Any]) -> str:
+    parts = [f"seq {r['seq_len']}" if r.get("seq_len") else "", f"{r['image_size']} px" if r.get("image_size") else ""]
+    return ", ".join(filter(None, parts)) or "—"
+
+
+def _int(value: Any) -> str:
+    return "—" if value is None else str(value)
+
+
+def _num(value: Any) -> str:
+    """About three significant digits: the next digit of a timing is run-to-run noise."""
+    if value is None:
+        return "—"
+    value = float(value)
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:#.3g}"
+
+
+def _accuracy(value: Any) -> str:
+    return "—" if value is None else f"{float(value):.4f}"
+
+
+def _md(text: Any) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+LABEL_FIELDS = ("scenario", "backend", "batch_size", "seq_len", "image_size", "threads")  # backend names the provider
+
+
+def _varying(results: list[dict[str, Any]]) -> list[str]:
+    """The settings that differ between results: a label must name them to tell the results apart."""
+    return [k for k in LABEL_FIELDS if len({str(r[k]) for r in results if r.get(k) is not None}) > 1]
+
+
+def _label(r: dict[str, Any], varying: list[str]) -> str:
+    """The variant's name, followed by the settings that tell it apart: "int8 · batch 4 · 2 threads"."""
+    forms = {"batch_size": "batch {}", "seq_len": "seq {}", "image_size": "{} px", "threads": "{} threads"}
+    parts = [variant_name(r)]
+    for key in varying:
+        if r.get(key) is not None and not (key == "backend" and str(r[key]) in parts[0]):  # schema 1 names hold it
+            parts.append(forms.get(key, "{}").format(r[key]))
+    return " · ".join(parts)
+
+
+# ---- plots, drawn as inline SVG --------------------------------------------------------------------
+
+WIDTH = 760  # px: fits a laptop window and a printed page
+TOP, PAD, RIGHT = 12, 12, 20  # px: above the plot area; inside it, around the data; right of it
+ROW = 26  # px per variant in the box plot
+LEGEND_ROW = 18  # px per legend entry, under the x-axis title
+LINE = 13  # px between stacked point labels (11 px text)
+CHAR = 6.2  # px: the average width of a character of an 11 px sans-serif label, to size the margin
+LOG_RATIO = 10  # values spanning more than this factor get a log axis, else the small ones squash into a line
+# Okabe and Ito's palette, told apart with colour-blindness; its yellow is left out (unreadable on white).
+PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
+DASHES = ("", "6 3", "2 3")  # a line sharing its colour with an earlier one gets the next dash pattern
+GREY = "#555555"
+CSS = """\
+body { font: 14px/1.45 system-ui, sans-serif; color: #222; max-width: 1240px; margin: 2em auto; padding: 0 1em; }
+table { border-collapse: collapse; margin: 0.5em 0 1em; font-variant-numeric: tabular-nums; }
+th, td { border-bottom: 1px solid #ddd; padding: 0.25em 0.6em; text-align: left; vertical-align: top; }
+th { background: #f3f3f3; }
+td.num { text-align: right; white-space: nowrap; }
+td.reason { color: #7a4a00; font-style: italic; }
+td.bad { color: #b00020; font-weight: 600; }
+table.env th { background: none; }
+.meta, .note, .omitted { color: #666; }
+.omitted { font-style: italic; }
+figure { margin: 1em 0 2em; }
+figcaption { font-weight: 600; margin-bottom: 0.3em; }
+svg.chart { font: 11px system-ui, sans-serif; max-width: 100%; height: auto; }
+svg .grid { stroke: #e6e6e6; }
+svg .frame { fill: none; stroke: #999; }
+svg .tick { fill: #444; }
+svg .axis { fill: #222; font-size: 12px; }
+"""
+
+
+@dataclass
+class _Axis:
+    lo: float
+    hi: float
+    label: str
+    ticks: list[tuple[float, str]]
+    log: bool = False
+
+    def frac(self, v: float) -> float:
+        """Where ``v`` sits from lo (0) to hi (1); lo may exceed hi (an axis read top down)."""
+        if self.log:
+            return math.log(v / self.lo) / math.log(self.hi / self.lo)
+        return (v - self.lo) / (self.hi - self.lo)
+
+
+def _value_axis(values: list[float], label: str, zero: bool = False) -> _Axis:
+    """An axis over ``values`` with round ticks, on a log scale when they span over ``LOG_RATIO``."""
+    lo, hi = min(values), max(values)
+    if lo > 0 and hi / lo > LOG_RATIO:
+        first, last = math.floor(math.log10(lo)), math.ceil(math.log10(hi))
+        steps = (1, 2, 5) if last - first <= 2 else (1,)  # over few decades, label 2x and 5x too
+        ticks = [m * 10.0**k for k in range(first, last + 1) for m in steps if m * 10.0**k <= 10.0**last]
+        return _Axis(10.0**first, 10.0**last, f"{label}, log scale", [(t, f"{t:g}") for t in ticks], log=True)
+    lo = min(lo, 0.0) if zero else lo
+    if hi - lo <= 1e-9 * max(1.0, abs(hi)):  # one value: give it room
+        lo, hi = lo - (abs(hi) * 0.05 or 1.0), hi + (abs(hi) * 0.05 or 1.0)
+    raw = (hi - lo) / 5  # about five intervals
+    magnitude = 10.0 ** math.floor(math.log10(raw))
+    step = next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw * (1 - 1e-9))
+    ticks = [k * step for k in range(math.floor(lo / step + 1e-9), math.ceil(hi / step - 1e-9) + 1)]
+    return _Axis(ticks[0], ticks[-1], label, [(t, f"{t:.10g}") for t in ticks])
+
+
+@dataclass
+class _Chart:
+    """One SVG plot: gridlines, ticks, axis titles and a legend underneath; marks are placed in data units."""
+
+    x: _Axis
+    y: _Axis
+    height: int = 280  # px: the plot area
+    left: int = 64  # px: room for the y tick labels and the y-axis title
+    marks: list[str] = field(default_factory=list)
+    legend: list[tuple[str, str, str, str]] = field(default_factory=list)  # kind, colour, dash, label
+
+    def px(self, v: float) -> float:
+        return self.left + PAD + self.x.frac(v) * (WIDTH - RIGHT - self.left - 2 * PAD)
+
+    def py(self, v: float) -> float:
+        return TOP + self.height - PAD - self.y.frac(v) * (self.height - 2 * PAD)
+
+    def svg(self, title: str) -> str:
+        e, bottom, right = html.escape, TOP + self.height, WIDTH - RIGHT
+        total = bottom + 44 + LEGEND_ROW * len(self.legend)
+        out = [f'<svg class="chart" width="{WIDTH}" height="{total}" viewBox="0 0 {WIDTH} {total}" role="img">']
+        out.append(f"<title>{e(title)}</title>")
+        for v, text in self.x.ticks:
+            x = self.px(v)
+            out.append(_el("line", class_="grid", x1=x, y1=TOP, x2=x, y2=bottom))
+            out.append(_el("text", e(text), class_="tick", x=x, y=bottom + 14, text_anchor="middle"))
+        for v, text in self.y.ticks:
+            y = self.py(v)
+            out.append(_el("line", class_="grid", x1=self.left, y1=y, x2=right, y2=y))
+            out.append(_el("text", e(text), class_="tick", x=self.left - 5, y=y, dy="0.32em", text_anchor="end"))
+        out.append(_el("rect", class_="frame", x=self.left, y=TOP, width=right - self.left, height=self.height))
+        middle = (self.left + right) / 2
+        out.append(_el("text", e(self.x.label), class_="axis", x=middle, y=bottom + 32, text_anchor="middle"))
+        turn = f"translate(14 {TOP + self.height / 2:.1f}) rotate(-90)"  # the y title reads bottom to top
+        out.append(_el("text", e(self.y.label), class_="axis", transform=turn, text_anchor="middle"))
+        out += self.marks
+        for i, (kind, colour, dash, text) in enumerate(self.legend):
+            y = bottom + 44 + LEGEND_ROW * (i + 0.5)
+            out.append(_swatch(kind, colour, dash, self.left, y))
+            out.append(_el("text", e(text), class_="tick", x=self.left + 32, y=y, dy="0.32em"))
+        out.append("</svg>")
+        return "\n".join(out)
+
+
+def _el(tag: str, inner: str | None = None, **attrs: Any) -> str:
+    """An SVG element. ``inner`` is markup (escape text first); ``class_`` and ``stroke_width`` become
+    ``class`` and ``stroke-width``; coordinates are rounded to 0.1 px so that reruns diff cleanly."""
+    parts = [tag]
+    for key, value in attrs.items():
+        if value is not None and value != "":
+            shown = f"{value:.1f}" if isinstance(value, float) else html.escape(str(value))
+            parts.append(f'{key.rstrip("_").replace("_", "-")}="{shown}"')
+    return f"<{' '.join(parts)}/>" if inner is None else f"<{' '.join(parts)}>{inner}</{tag}>"
+
+
+def _swatch(kind: str, colour: str, dash: str, x: float, y: float) -> str:
+    if kind == "dot":
+        return _el("circle", cx=x + 12, cy=y, r=4, fill=colour)
+    if kind == "hollow":
+        return _el("circle", cx=x + 12, cy=y, r=3, fill="#fff", stroke=colour)
+    if kind == "box":
+        return _el("rect", x=x + 2, y=y - 5, width=20, height=10, fill=colour, fill_opacity=0.25, stroke=colour)
+    return _el("line", x1=x, y1=y, x2=x + 24, y2=y, stroke=colour, stroke_width=2, stroke_dasharray=dash)
+
+
+def _series(r: dict[str, Any]) -> tuple[str, Any, Any]:
+    return (variant_name(r), r.get("backend"), r.get("provider"))  # what a user picks: an artifact on a runtime
+
+
+def _colours(results: list[dict[str, Any]]) -> dict[tuple[str, Any, Any], str]:
+    """One colour per series, the same in every plot (past seven series the palette repeats)."""
+    order = list(dict.fromkeys(_series(r) for r in results if _ok(r)))
+    return {series: PALETTE[i % len(PALETTE)] for i, series in enumerate(order)}
+
+
+def _figure(title: str, chart: _Chart, note: str) -> str:
+    e = html.escape
+    return (
+        f'<figure>\n<figcaption>{e(title)}</figcaption>\n{chart.svg(title)}\n<p class="note">{e(note)}</p>\n</figure>'
+    )
+
+
+def _omitted(title: str, why: str) -> str:
+    return f'<p class="omitted">{html.escape(title)}: not drawn, because {html.escape(why)}.</p>'
+
+
+def _short(text: str, limit: int = 48) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _box_plot(results: list[dict[str, Any]]) -> str:
+    """Per-run latency of each single-stream result: box p25 to p75, p50 line, whiskers min to p99, max."""
+    title = "Latency distribution (single-stream)"
+    rows = [r for r in results if _ok(r) and _scenario(r) == "single-stream" and r.get("samples_ms")]
+    if not rows:
+        return _omitted(title, "no single-stream result carries per-run samples (samples_ms, from report schema 2 on)")
+    varying = _varying(rows)
+    labels = [_label(r, varying) for r in rows]
+    quantiles = [0, 25, 50, 75, 99, 100]
+    stats = [[float(v) for v in np.percentile(np.asarray(r["samples_ms"], float), quantiles)] for r in rows]
+    x = _value_axis([s[0] for s in stats] + [s[5] for s in stats], "latency per call (ms)")
+    y = _Axis(len(rows), 0, "variant", [(i + 0.5, _short(label)) for i, label in enumerate(labels)])  # top down
+    left = int(30 + CHAR * max(len(t) for _, t in y.ticks))
+    chart = _Chart(x, y, height=ROW * len(rows) + 2 * PAD, left=left)
+    colours = _colours(results)
+    for i, (r, label, s) in enumerate(zip(rows, labels, stats)):
+        c, yc, half = colours[_series(r)], chart.py(i + 0.5), ROW * 0.3
+        lo, q1, med, q3, p99, hi = (chart.px(v) for v in s)
+        named = ", ".join(f"{n} {_num(v)}" for n, v in zip(("min", "p25", "p50", "p75", "p99", "max"), s))
+        tip = f"{label}: {named} ms ({len(r['samples_ms'])} runs)"
+        marks = [f"<g><title>{html.escape(tip)}</title>", _el("line", x1=lo, y1=yc, x2=p99, y2=yc, stroke=c)]
+        marks += [_el("line", x1=end, y1=yc - half / 2, x2=end, y2=yc + half / 2, stroke=c) for end in (lo, p99)]
+        box = dict(width=max(q3 - q1, 1.0), height=2 * half, fill=c, fill_opacity=0.25, stroke=c)
+        marks.append(_el("rect", x=q1, y=yc - half, **box))
+        marks.append(_el("line", x1=med, y1=yc - half, x2=med, y2=yc + half, stroke=c, stroke_width=2.5))
+        if s[5] > s[4]:
+            marks.append(_el("circle", cx=hi, cy=yc, r=3, fill="#fff", stroke=c))
+        chart.marks += marks + ["</g>"]
+    chart.legend = [("box", GREY, "", "p25 to p75, the line inside at p50"), ("line", GREY, "", "whiskers: min to p99")]
+    chart.legend.append(("hollow", GREY, "", "max, when above p99"))
+    return _figure(title, chart, "Each result's per-run latencies as recorded (up to 1000, spread over the run).")
+
+
+def _batch_plot(results: list[dict[str, Any]]) -> str:
+    """p50 latency at each batch size, one line per variant (timed results and the offline search)."""
+    title = "p50 latency against batch size"
+    lines: dict[tuple[Any, ...], dict[int, float]] = {}
+    first: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for r in results:
+        if not _ok(r) or r.get("batch_size") is None:
+            continue
+        key = (_series(r), r.get("seq_len"), r.get("image_size"), r.get("threads"))
+        points = lines.setdefault(key, {})
+        first.setdefault(key, r)
+        points.setdefault(int(r["batch_size"]), float(r["p50_ms"]))
+        for found in r.get("search") or []:
+            if found.get("batch_size") and found.get("p50_ms") is not None:
+                points.setdefault(int(found["batch_size"]), float(found["p50_ms"]))
+    batches = sorted({b for points in lines.values() for b in points})
+    if len(batches) < 2:
+        return _omitted(title, f"every result ran at batch size {batches[0]}" if batches else "no result has timings")
+    ticks = [(float(b), str(b)) for b in batches]
+    x = _Axis(batches[0], batches[-1], "batch size (samples per call), log scale", ticks, log=True)  # sizes double
+    y = _value_axis([v for points in lines.values() for v in points.values()], "p50 latency per call (ms)", zero=True)
+    chart = _Chart(x, y)
+    colours, used = _colours(results), {}
+    varying = [k for k in _varying(list(first.values())) if k != "batch_size"]
+    for key, points in lines.items():
+        colour = colours[key[0]]
+        dash = DASHES[used.get(colour, 0) % len(DASHES)]
+        used[colour] = used.get(colour, 0) + 1
+        label = _label(first[key], varying)
+        xy = [(b, v, chart.px(b), chart.py(v)) for b, v in sorted(points.items())]
+        path = " ".join(f"{px:.1f},{py:.1f}" for _, _, px, py in xy)
+        style = dict(fill="none", stroke=colour, stroke_width=2, stroke_dasharray=dash)
+        chart.marks.append(_el("polyline", points=path, **style))
+        for b, v, px, py in xy:
+            tip = f"<title>{html.escape(f'{label}: batch {b}, p50 {_num(v)} ms')}</title>"
+            chart.marks.append(_el("circle", tip, cx=px, cy=py, r=3, fill=colour))
+        chart.legend.append(("line", colour, dash, label))
+    note = "Latency per call: divide by the batch size for the time per sample. Offline results add their search."
+    return _figure(title, chart, note)
+
+
+def _accuracy_plot(results: list[dict[str, Any]]) -> str:
+    """Accuracy against p50 latency, one labelled point per variant: the trade-off a user picks from."""
+    title = "Accuracy against p50 latency"
+    scored = [r for r in results if _ok(r) and r.get("accuracy") is not None]
+    chosen: dict[tuple[str, Any, Any], dict[str, Any]] = {}
+    for r in sorted(scored, key=lambda r: (_scenario(r) != "single-stream", r.get("batch_size") or 0)):
+        chosen.setdefault(_series(r), r)  # each variant at its smallest single-stream batch
+    if not chosen:
+        return _omitted(
+            title, "no result has an accuracy (the artifacts' manifests record none: score them with --val)"
+        )
+    rows = list(chosen.values())
+    batches = {r.get("batch_size") for r in rows}
+    where = f"batch {rows[0].get('batch_size')}" if len(batches) == 1 else "each variant's smallest batch"
+    x = _value_axis([float(r["p50_ms"]) for r in rows], f"p50 latency at {where} (ms)", zero=True)
+    y = _value_axis([float(r["accuracy"]) for r in rows], "accuracy (fraction correct, validation data)")
+    chart = _Chart(x, y)
+    colours = _colours(results)
+    varying = [k for k in _varying(rows) if k in ("backend", "provider")]
+    placed: list[tuple[float, float, float]] = []  # labels so far: left, right, baseline (px)
+    for r in rows:
+        colour, label = colours[_series(r)], _label(r, varying)
+        px, py = chart.px(float(r["p50_ms"])), chart.py(float(r["accuracy"]))
+        text = f"{label}: p50 {_num(r['p50_ms'])} ms, accuracy {_accuracy(r['accuracy'])}"
+        chart.marks.append(_el("circle", f"<title>{html.escape(text)}</title>", cx=px, cy=py, r=5, fill=colour))
+        short = _short(label, 32)
+        right = px > WIDTH * 0.7  # a label near the right edge goes to the point's left
+        x0 = px - 8 - CHAR * len(short) if right else px + 8
+        box = (x0, x0 + CHAR * len(short), py - 8)
+        while any(a < box[1] and box[0] < b and abs(y - box[2]) < LINE for a, b, y in placed):
+            box = (box[0], box[1], box[2] + LINE)  # points close together: stack their labels downwards
+        placed.append(box)
+        where = dict(x=px - 8 if right else px + 8, y=box[2], text_anchor="end" if right else "start")
+        chart.marks.append(_el("text", html.escape(short), class_="tick", **where))
+        chart.legend.append(("dot", colour, "", label))
+    return _figure(title, chart, "Up and to the left is better: more accurate and faster.")
