@@ -22,9 +22,10 @@ from edgeptm.errors import ProfileError
 QUANT_MODES = ("dynamic-int8", "static-int8", "fp16")
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 ACTIVATION_TYPES = ("uint8", "int8")
-BACKENDS = ("onnxruntime", "torch", "tensorrt", "aoti")
+BACKENDS = ("onnxruntime", "torch", "tensorrt", "aoti", "openvino", "executorch")
 FAMILIES = ("cpu", "gpu", "jetson")
-COMPILE_TARGETS = ("tensorrt", "aoti")
+COMPILE_TARGETS = ("tensorrt", "aoti", "openvino", "executorch")
+PRECISIONS = ("fp32", "bf16", "int8")
 HARDWARE_COMPATIBILITY = ("none", "ampere_plus", "same_compute_capability")
 
 
@@ -61,7 +62,8 @@ class QuantizeSection:
 class CompileSection:
     """How ``compile`` builds an engine for this device (unset target: ONNX Runtime runs the ONNX)."""
 
-    target: Optional[str] = None  # tensorrt | aoti
+    target: Optional[str] = None  # tensorrt | aoti | openvino | executorch
+    precision: Optional[str] = None  # openvino: fp32 | bf16 | int8 (NNCF); executorch: fp32 | int8 (PT2E)
     device: str = "cuda"  # aoti: cpu | cuda
     batch: Optional[list[int]] = None  # [min, opt, max] of the batch axis
     seq_len: Optional[list[int]] = None  # text: [min, opt, max] of the sequence axis
@@ -198,6 +200,7 @@ def _check_compile(profile: Profile, path: Path) -> None:
         "compile.target": (section.target, (None, *COMPILE_TARGETS)),
         "compile.device": (section.device, ("cpu", "cuda")),
         "compile.hardware_compatibility": (section.hardware_compatibility, HARDWARE_COMPATIBILITY),
+        "compile.precision": (section.precision, (None, *PRECISIONS)),
     }
     for key, (value, allowed) in choices.items():
         if value not in allowed:

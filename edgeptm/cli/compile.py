@@ -9,11 +9,21 @@ from edgeptm.cli.common import force_option, options, out_option, profile_option
 @click.argument("source", type=click.Path())
 @click.option(
     "--target",
-    type=click.Choice(["tensorrt", "aoti"]),
+    type=click.Choice(["tensorrt", "aoti", "openvino", "executorch"]),
     default=None,
     help="Runtime to compile for [default: the profile's, else aoti].",
 )
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None, help="aoti: where it runs [default: cpu].")
+@click.option(
+    "--precision",
+    type=click.Choice(["fp32", "bf16", "int8"]),
+    default=None,
+    help="openvino: fp32, bf16 or int8 (NNCF, calibrated on the artifact's data); executorch: fp32 or int8 "
+    "(PT2E + XNNPACK quantizer) [default: the profile's, else fp32].",
+)
+@click.option(
+    "--calib-samples", type=click.IntRange(min=1), default=None, help="openvino/executorch int8: calibration inputs."
+)
 @click.option("--max-batch", type=click.IntRange(min=1), default=None, help="Largest batch accepted [default: 32].")
 @click.option(
     "--max-seq-len", type=click.IntRange(min=1), default=None, help="Text: longest sequence [default: max length]."

@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 TARGETS: dict[str, tuple[str, tuple[str, ...], str]] = {
     "aoti": ("edgeptm.compile.aoti:build", ("checkpoint",), "a checkpoint artifact (PyTorch weights)"),
     "tensorrt": ("edgeptm.compile.tensorrt:build", ("onnx",), "an ONNX artifact (FP32, FP16 or INT8 Q/DQ)"),
+    "openvino": ("edgeptm.compile.openvino:build", ("onnx",), "an ONNX artifact"),
+    "executorch": ("edgeptm.compile.executorch:build", ("checkpoint",), "a checkpoint artifact (PyTorch weights)"),
 }
 
 
@@ -32,8 +34,10 @@ TARGETS: dict[str, tuple[str, tuple[str, ...], str]] = {
 class CompileOptions:
     """Unset options come from the device profile's ``compile`` section, then edgeptm's defaults."""
 
-    target: str | None = None  # tensorrt | aoti (default: the profile's, else aoti)
+    target: str | None = None  # tensorrt | aoti | openvino | executorch (default: the profile's, else aoti)
     device: str | None = None  # aoti: cpu | cuda
+    precision: str | None = None  # openvino: fp32 | bf16 | int8; executorch: fp32 | int8 (default: fp32)
+    calib_samples: int | None = None  # openvino/executorch int8: calibration inputs (default 300 / 100)
     max_batch: int | None = None  # largest batch the engine accepts (default 32)
     max_seq_len: int | None = None  # text: longest sequence (default: the model's max length)
     shapes: list[str] | None = None  # explicit NAME:MIN,OPT,MAX per input (trtexec's 1x128 notation)
@@ -82,6 +86,51 @@ def engine_manifest(artifact: Artifact, record: dict[str, Any]) -> dict[str, Any
     }
 
 
+def validate_against_onnxruntime(
+    parent: Artifact, staged: Artifact, backend: Any, samples: int, min_cosine: float, min_top1: float
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """An engine built from an ONNX artifact against ONNX Runtime running that artifact, on the
+    parent's validation inputs (ExportError below the gates), then scored on its labelled split.
+    Returns the manifest's ``validation`` and ``metrics`` sections."""
+    import numpy as np
+
+    from edgeptm.errors import ExportError
+    from edgeptm.metrics import evaluate_predictor, output_agreement
+    from edgeptm.runtime.ort_backend import OrtBackend
+    from edgeptm.runtime.predictor import predictor_for
+    from edgeptm.tasks import carried_val_data, get_task
+
+    val = carried_val_data(get_task(parent.task), parent)
+    with predictor_for(parent, OrtBackend(parent)) as reference, predictor_for(staged, backend) as engine:
+        inputs = (val.inputs if val is not None else reference.preprocessor.sample_inputs(samples))[:samples]
+        step = min(16, engine.batch_size)
+        expected, got = [], []
+        for start in range(0, len(inputs), step):
+            feed = engine.encode(inputs[start : start + step])
+            expected.append(next(iter(reference.backend.run(feed).values())))
+            got.append(next(iter(engine.backend.run(feed).values())))
+        check = output_agreement(np.concatenate(expected), np.concatenate(got))
+        if check["min_cosine"] < min_cosine or check["top1_agreement"] < min_top1:
+            raise ExportError(
+                f"{parent.path}: the {backend.name} engine disagrees with ONNX Runtime on {check['samples']} "
+                f"validation samples (min cosine {check['min_cosine']:.4f} < {min_cosine} or top-1 agreement "
+                f"{check['top1_agreement']:.3f} < {min_top1}); the engine was not published"
+            )
+        metrics = evaluate_predictor(engine, val.inputs, val.labels) if val is not None else None
+    section: dict[str, Any] = {"measured_with": backend.name, "parent_accuracy": parent.metrics.get("accuracy")}
+    if metrics is not None:
+        section.update(accuracy=metrics["accuracy"], macro_f1=metrics["macro_f1"], val_samples=metrics["samples"])
+        if section["parent_accuracy"] is not None:
+            section["accuracy_delta_points"] = round(100 * (metrics["accuracy"] - section["parent_accuracy"]), 2)
+    validation = {
+        **check,
+        "label_agreement": check["top1_agreement"],
+        "gate": {"min_cosine": min_cosine, "min_top1_agreement": min_top1},
+        "against": "onnxruntime-cpu running the parent ONNX",
+    }
+    return validation, section
+
+
 def compile(  # noqa: A001 - the stage is called compile, as in the CLI
     source: str | Path | Artifact, out: str | Path, options: CompileOptions | None = None, force: bool = False
 ) -> Artifact:
@@ -109,4 +158,4 @@ def compile(  # noqa: A001 - the stage is called compile, as in the CLI
         return writer.finish("engine", manifest)
 
 
-__all__ = ["CompileOptions", "TARGETS", "compile", "engine_manifest"]
+__all__ = ["CompileOptions", "TARGETS", "compile", "engine_manifest", "validate_against_onnxruntime"]

@@ -333,53 +333,15 @@ def build(artifact: Artifact, writer: Any, options: Any) -> dict[str, Any]:
             **{k: v for k, v in settings.items() if k != "timing_cache"},
         },
     )
-    manifest["validation"], manifest["metrics"] = validate_engine(artifact, writer.preview("engine", manifest), options)
+    from edgeptm.compile import validate_against_onnxruntime
+    from edgeptm.runtime.tensorrt_backend import TensorRTBackend
+
+    staged = writer.preview("engine", manifest)
+    manifest["validation"], manifest["metrics"] = validate_against_onnxruntime(
+        artifact, staged, TensorRTBackend(staged), options.validation_samples, MIN_COSINE, MIN_TOP1_AGREEMENT
+    )
     log.info("built %s with TensorRT %s in %.1f s", writer.out, record["tensorrt"], record["build_seconds"])
     return manifest
-
-
-def validate_engine(parent: Artifact, staged: Artifact, options: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The engine against ONNX Runtime running its parent, on the parent's validation inputs."""
-    import numpy as np
-
-    from edgeptm.metrics import evaluate_predictor, output_agreement
-    from edgeptm.runtime.ort_backend import OrtBackend
-    from edgeptm.runtime.predictor import predictor_for
-    from edgeptm.runtime.tensorrt_backend import TensorRTBackend
-    from edgeptm.tasks import carried_val_data, get_task
-
-    val = carried_val_data(get_task(parent.task), parent)
-    with (
-        predictor_for(parent, OrtBackend(parent)) as reference,
-        predictor_for(staged, TensorRTBackend(staged)) as engine,
-    ):
-        samples = (val.inputs if val is not None else reference.preprocessor.sample_inputs(64))[
-            : options.validation_samples
-        ]
-        step = min(16, engine.batch_size)
-        expected, got = [], []
-        for start in range(0, len(samples), step):
-            feed = engine.encode(samples[start : start + step])
-            expected.append(next(iter(reference.backend.run(feed).values())))
-            got.append(next(iter(engine.backend.run(feed).values())))
-        check = output_agreement(np.concatenate(expected), np.concatenate(got))
-        if check["min_cosine"] < MIN_COSINE or check["top1_agreement"] < MIN_TOP1_AGREEMENT:
-            raise ExportError(
-                f"{parent.path}: the TensorRT engine disagrees with ONNX Runtime on {check['samples']} validation "
-                f"samples (min cosine {check['min_cosine']:.4f} < {MIN_COSINE} or top-1 agreement "
-                f"{check['top1_agreement']:.3f} < {MIN_TOP1_AGREEMENT}); the engine was not published"
-            )
-        metrics = evaluate_predictor(engine, val.inputs, val.labels) if val is not None else None
-    section: dict[str, Any] = {"measured_with": "tensorrt", "parent_accuracy": parent.metrics.get("accuracy")}
-    if metrics is not None:
-        section.update(accuracy=metrics["accuracy"], macro_f1=metrics["macro_f1"], val_samples=metrics["samples"])
-    validation = {
-        **check,
-        "label_agreement": check["top1_agreement"],
-        "gate": {"min_cosine": MIN_COSINE, "min_top1_agreement": MIN_TOP1_AGREEMENT},
-        "against": "onnxruntime-cpu running the parent ONNX",
-    }
-    return validation, section
 
 
 __all__ = ["build", "build_engine", "graph_precision", "import_tensorrt", "INSTALL_HINT"]

@@ -32,6 +32,8 @@ BACKENDS: dict[str, tuple[str, tuple[str, ...], str]] = {
     "onnxruntime": ("edgeptm.runtime.ort_backend:OrtBackend", ("onnx",), "onnxruntime"),
     "aoti": ("edgeptm.runtime.aoti_backend:AotiBackend", ("engine",), "torch"),
     "tensorrt": ("edgeptm.runtime.tensorrt_backend:TensorRTBackend", ("engine",), "'edgeptm[tensorrt]'"),
+    "openvino": ("edgeptm.runtime.openvino_backend:OpenVinoBackend", ("engine",), "openvino"),
+    "executorch": ("edgeptm.runtime.executorch_backend:ExecuTorchBackend", ("engine",), "executorch"),
 }
 DEFAULT_FOR_KIND = {"checkpoint": "torch", "onnx": "onnxruntime"}
 
