@@ -1,0 +1,469 @@
+"""ExecuTorch: ``torch.export`` the checkpoint's module, lower it to the XNNPACK delegate and write
+a ``.pte`` program: the path to Android, iOS and small ARM boards, where the ExecuTorch runtime
+(a few hundred KB of C++, no Python) loads the same file.
+
+FP32, or INT8 by PT2E quantization with ExecuTorch's XNNPACKQuantizer: symmetric signed INT8,
+per-channel weights; images get static activation scales calibrated on the training sample the
+checkpoint carries, text gets dynamic (per-call) activation scales on its Linear layers, the
+form XNNPACK runs transformers in. The program is validated against eager PyTorch running the
+parent checkpoint before it is published: FP32 within the model's export tolerance, INT8 by top-1
+agreement (its logits move by design) and by accuracy on the labelled split against the parent.
+
+Shapes: XNNPACK programs are memory-planned ahead of time. ExecuTorch 1.5 lowers upper-bounded
+dynamic dimensions (checked: a ResNet and EfficientNet-Lite0 with a dynamic batch run any batch up
+to the bound, and refuse more), but a mobile app runs one shape, and a static program keeps the
+whole graph in one XNNPACK subgraph with the smallest memory plan. So each axis is static at its
+``opt`` value (batch 1; text: min(128, max length) tokens) unless a range was asked for
+(``--max-batch``, ``--max-seq-len``, ``--shapes``, the profile's ``compile.batch``/``seq_len``):
+then that axis is dynamic over the range. The manifest records which.
+"""
+
+from __future__ import annotations
+
+import logging
+import operator
+import random
+import time
+from collections import Counter
+from typing import Any
+
+from edgeptm.artifacts import Artifact
+from edgeptm.errors import AccuracyError, BackendError, ExportError, UsageError
+from edgeptm.profiles import pick
+from edgeptm.tasks import carried_val_data, get_task
+
+log = logging.getLogger(__name__)
+
+PRECISIONS = ("fp32", "int8")
+DEFAULT_CALIB_SAMPLES = 100
+CALIB_BATCH = 32  # calibration inputs per observed call (see _calibration_graph)
+DELEGATE = "XnnpackBackend"  # the name the runtime registers the XNNPACK delegate under
+# INT8 gates against eager FP32. On the checkpoint's own validation inputs: top-1 agreement only.
+# A classifier's logits near a decision boundary swing with any rounding, so cosine would refuse
+# good programs; the accuracy on the labelled split (held to the profile's
+# quantize.max_accuracy_drop) is the real check, and a program fed the wrong inputs agrees on
+# ~1/classes. Without a validation split (an as-is model) the inputs are stand-ins (synthetic
+# images, sample texts) on which a 1000-class model's logits are nearly flat, so its top label is
+# noise: EfficientNet-Lite0 INT8 agrees with FP32 on 0.83 (ONNX Runtime QDQ) and 0.86 (this
+# target) of them, at mean cosine 0.993 for both; there the gate is the mean cosine.
+INT8_MIN_TOP1 = 0.90
+INT8_MIN_MEAN_COSINE = 0.95
+# Activation quantization per task: static scales from calibration for CNNs (every convolution
+# runs INT8 end to end); dynamic per-call scales on the Linear layers for transformers, whose
+# LayerNorm/Softmax/GELU stay FP32 either way (static INT8 would add a requantize around each).
+SCHEMES = {"text-classification": "dynamic", "feature-extraction": "dynamic"}
+INSTALL_HINT = "pip install executorch with a constraint that keeps your torch (e.g. -c constraints.txt)"
+
+
+def import_executorch() -> str:
+    """The installed ExecuTorch version, or a BackendError naming what to install."""
+    try:
+        from executorch.version import __version__
+    except ImportError as exc:
+        raise BackendError(f"ExecuTorch is not available here ({exc}): {INSTALL_HINT}") from None
+    return str(__version__)
+
+
+def resolve_precision(options: Any) -> str:
+    """--precision beats the profile's compile.precision, which beats fp32."""
+    section = options.profile.compile if getattr(options.profile, "compile", None) else None
+    precision = pick(options.precision, section and section.precision, "fp32")
+    if precision not in PRECISIONS:
+        raise UsageError(
+            f"--precision {precision}: ExecuTorch's XNNPACK target builds {', '.join(PRECISIONS)} "
+            "(bf16 is an OpenVINO precision)"
+        )
+    return precision
+
+
+def program_shapes(artifact: Artifact, options: Any) -> dict[str, dict[str, Any]]:
+    """Per input: the ``min``/``max`` shape the program takes and the shape of its example
+    (``example``), with the named axes left dynamic (``dynamic``: axis -> [low, high])."""
+    from edgeptm.compile.shapes import shape_ranges
+
+    inputs = artifact.manifest["io"]["inputs"]
+    sources = options.shape_sources()
+    ranges = shape_ranges(inputs, artifact.preprocessing, **sources)
+    asked = {"batch": sources["batch"] is not None, "sequence": sources["seq_len"] is not None}
+    for entry in inputs:  # --shapes sizes every axis of the inputs it names (shared axes included)
+        if entry["name"] in sources["explicit"]:
+            asked.update({axis: True for axis in entry["shape"] if isinstance(axis, str)})
+    plans: dict[str, dict[str, Any]] = {}
+    for entry in inputs:
+        r = ranges[entry["name"]]
+        low, high, example, dynamic = [], [], [], {}
+        for i, axis in enumerate(entry["shape"]):
+            lo, opt, hi = r["min"][i], r["opt"][i], r["max"][i]
+            if isinstance(axis, str) and not asked.get(axis):
+                lo = hi = opt  # nothing asked: static at the size it is tuned for
+            if lo < hi:
+                dynamic[axis] = [lo, hi]
+                # An example of 1 would be specialised away by torch.export: 2 or more, in range.
+                opt = min(max(opt, lo, 2), hi)
+            low.append(lo)
+            high.append(hi)
+            example.append(opt if lo < hi else lo)
+        plans[entry["name"]] = {"min": low, "max": high, "example": example, "dynamic": dynamic}
+    return plans
+
+
+def _dims(
+    artifact: Artifact, plans: dict[str, dict[str, Any]], override: dict[str, list[int]] | None = None
+) -> tuple[dict[int, Any], ...] | None:
+    """torch.export Dims for the dynamic axes (inputs sharing an axis share its Dim), or None;
+    ``override`` makes the named axes dynamic over other bounds."""
+    from torch.export import Dim
+
+    override = override or {}
+    if not override and not any(p["dynamic"] for p in plans.values()):
+        return None
+    dims: dict[str, Any] = {}
+    specs = []
+    for entry in artifact.manifest["io"]["inputs"]:
+        spec = {}
+        for i, axis in enumerate(entry["shape"]):
+            bounds = None
+            if isinstance(axis, str):
+                bounds = override.get(axis) or plans[entry["name"]]["dynamic"].get(axis)
+            if bounds:
+                spec[i] = dims.setdefault(axis, Dim(axis, min=bounds[0], max=bounds[1]))
+        specs.append(spec)
+    return tuple(specs)
+
+
+def _encode(preprocessor: Any, items: list[Any], shape: list[int], text: bool) -> dict[str, Any]:
+    """A feed of exactly ``shape`` (batch, and sequence for text): items repeat to fill the batch."""
+    batch = shape[0]
+    items = [items[i % len(items)] for i in range(batch)]
+    return preprocessor.encode(items, shape[1] if text else None)
+
+
+def calibration_inputs(artifact: Artifact, limit: int) -> tuple[list[Any], str]:
+    """The training sample the checkpoint carries, ``limit`` of them (the same seeded draw as
+    ``quantize``'s), or a UsageError saying what to do without one."""
+    inputs = get_task(artifact.task).calibration_inputs(artifact)
+    if not inputs:
+        raise UsageError(
+            f"{artifact.path}: --precision int8 calibrates on the training sample a checkpoint carries "
+            "(calib_data), and this one carries none (an as-is pretrained model, or its images are not on this "
+            "machine); fine-tune it with 'edgeptm finetune' (which records one), or compile --precision fp32"
+        )
+    if len(inputs) > limit:
+        inputs = sorted(random.Random(0).sample(list(inputs), limit))
+    return list(inputs), f"training sample carried by the checkpoint ({len(inputs)} inputs)"
+
+
+def _calibration_graph(
+    model: Any, program: Any, inputs: list[Any], feed_of: Any, artifact: Artifact, plans: dict[str, dict[str, Any]]
+) -> tuple[Any, list[tuple[Any, ...]]]:
+    """The graph PT2E observes, and the calibration feeds for it. The observers cost about as much
+    per call at batch 1 as at batch 32 (histograms of every activation, min/max of every weight),
+    so calibration runs on a copy exported with a dynamic batch, in batches of CALIB_BATCH; the
+    quantized module is then re-exported at the program's own shapes. A model that will not export
+    with a dynamic batch is observed on the program's graph at its batch size."""
+    import torch
+
+    try:
+        graph = torch.export.export(
+            model, feed_of(inputs[:2] or inputs, 2), dynamic_shapes=_dims(artifact, plans, {"batch": [1, CALIB_BATCH]})
+        )
+        step = CALIB_BATCH
+        feeds = [feed_of(inputs[i : i + step], len(inputs[i : i + step])) for i in range(0, len(inputs), step)]
+    except Exception as exc:  # noqa: BLE001 - any export failure: fall back to the program's graph
+        log.info("calibrating at the program's batch size (no dynamic-batch export: %s)", str(exc).splitlines()[:1])
+        graph, step = program, plans[artifact.manifest["io"]["inputs"][0]["name"]]["example"][0]
+        feeds = [feed_of(inputs[i : i + step], step) for i in range(0, len(inputs), step)]
+    return graph, feeds
+
+
+def _quantizer(config: Any) -> Any:
+    """ExecuTorch 1.5's XNNPACKQuantizer with two fixes, both measured on the models here:
+
+    - ReLU6 (``hardtanh``), the activation of MobileNets and EfficientNet-Lite, is not fused with
+      the convolution before it, as ReLU is: the convolution's output gets its own INT8 scale over
+      its whole pre-activation range, and ReLU6 then keeps [0, 6] of it (EfficientNet-Lite0: top-1
+      agreement with FP32 0.37 on Fashion-MNIST images, against 0.71 for ONNX Runtime's QDQ). Here
+      the scale goes on the ReLU6 output, as the quantizer does for conv + ReLU; XNNPACK then fuses
+      the clamp into the convolution.
+    - Before annotating, it turns every scalar operand of ``add``/``mul`` into a float32 constant,
+      which makes integer arithmetic float (BERT's attention mask builds its gather indices as
+      ``arange(n) + 0``, and ``aten.index`` then refuses float indices). Only float ``add``/``mul``
+      are quantized, so integer ones move to their ``.Scalar`` overloads (the same arithmetic),
+      which that pass leaves alone.
+    """
+    import torch
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import XNNPACKQuantizer
+    from torchao.quantization.pt2e.quantizer import QuantizationAnnotation
+
+    aten = torch.ops.aten
+    scalar_forms = {aten.add.Tensor: aten.add.Scalar, aten.mul.Tensor: aten.mul.Scalar}
+    relu6 = (aten.hardtanh.default, aten.hardtanh_.default)
+    convolutions = (aten.conv2d.default, aten.conv1d.default, aten.convolution.default)
+    key = "quantization_annotation"
+
+    class Quantizer(XNNPACKQuantizer):
+        def transform_for_annotation(self, model: torch.fx.GraphModule) -> torch.fx.GraphModule:
+            for node in model.graph.nodes:
+                value = node.meta.get("val")
+                if (
+                    node.op == "call_function"
+                    and node.target in scalar_forms
+                    and isinstance(value, torch.Tensor)
+                    and not value.dtype.is_floating_point
+                    and len(node.args) == 2
+                    and not isinstance(node.args[1], torch.fx.Node)
+                ):
+                    node.target = scalar_forms[node.target]
+            model.recompile()
+            return super().transform_for_annotation(model)
+
+        def annotate(self, model: torch.fx.GraphModule) -> torch.fx.GraphModule:
+            model = super().annotate(model)
+            for node in model.graph.nodes:
+                conv = node.args[0] if node.op == "call_function" and node.target in relu6 else None
+                if not isinstance(conv, torch.fx.Node) or conv.target not in convolutions or len(conv.users) != 1:
+                    continue
+                annotation = conv.meta.get(key)
+                if annotation is None or annotation.output_qspec is None:
+                    continue
+                node.meta[key] = QuantizationAnnotation(output_qspec=annotation.output_qspec, _annotated=True)
+                annotation.output_qspec = None
+            return model
+
+    return Quantizer().set_global(config)
+
+
+def quantize_pt2e(program: Any, feeds: list[tuple[Any, ...]], scheme: str) -> Any:
+    """PT2E: annotate with the XNNPACK quantizer, observe ``feeds``, convert; returns the
+    quantized graph module (re-export it before lowering)."""
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import get_symmetric_quantization_config
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    config = get_symmetric_quantization_config(is_per_channel=True, is_dynamic=scheme == "dynamic")
+    prepared = prepare_pt2e(program.module(), _quantizer(config))
+    for args in feeds:
+        prepared(*args)
+    return convert_pt2e(prepared)
+
+
+def delegation(graph_module: Any) -> dict[str, Any]:
+    """How much of the lowered graph XNNPACK runs: delegated subgraphs and nodes, and the
+    operators left to ExecuTorch's portable kernels (tuple unpacking not counted)."""
+    import torch
+
+    subgraphs = delegated = 0
+    outside: Counter[str] = Counter()
+    call_delegate = torch.ops.higher_order.executorch_call_delegate
+    for node in graph_module.graph.nodes:
+        if node.op == "get_attr" and node.name.startswith("lowered_module"):
+            subgraphs += 1
+            lowered = getattr(graph_module, node.target)
+            delegated += sum(n.op == "call_function" for n in lowered.original_module.graph.nodes)
+        elif node.op == "call_function" and node.target not in (call_delegate, operator.getitem):
+            name = getattr(node.target, "__name__", None) or str(node.target)
+            outside[name.split(":")[0].strip().removeprefix("<EdgeOpOverload").strip(" >")] += 1
+    return {
+        "backend": DELEGATE,
+        "subgraphs": subgraphs,
+        "delegated_nodes": delegated,
+        "non_delegated_nodes": sum(outside.values()),
+        "non_delegated_ops": dict(sorted(outside.items())),
+    }
+
+
+def _failed(artifact: Artifact, step: str, exc: Exception) -> ExportError:
+    lines = [line for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
+    fixes = [line.strip() for line in lines if "Dim(" in line][:3]  # torch.export's suggested ranges
+    detail = f"{type(exc).__name__}: {lines[0][:300]}" + (" Suggested: " + "; ".join(fixes) if fixes else "")
+    return ExportError(f"{artifact.path}: ExecuTorch {step} failed: {detail}")
+
+
+def build(artifact: Artifact, writer: Any, options: Any) -> dict[str, Any]:
+    import torch
+
+    from edgeptm.compile import engine_manifest
+    from edgeptm.runtime.predictor import predictor_for
+    from edgeptm.runtime.preprocess import preprocessor_for
+
+    version = import_executorch()
+    precision = resolve_precision(options)
+    if options.device not in (None, "cpu"):
+        raise UsageError(f"--device {options.device}: the ExecuTorch XNNPACK target runs on CPUs only")
+    limit = pick(options.calib_samples, None, DEFAULT_CALIB_SAMPLES)
+    if limit < 1:
+        raise UsageError(f"--calib-samples must be >= 1, got {limit}")
+    task = get_task(artifact.task)
+    text = "max_length" in artifact.preprocessing
+    names = [i["name"] for i in artifact.manifest["io"]["inputs"]]
+    plans = program_shapes(artifact, options)
+    scheme = SCHEMES.get(artifact.task, "static")
+    # Static activation scales need calibration data: refused before any work when there is none.
+    calib = calibration_inputs(artifact, limit) if precision == "int8" and scheme == "static" else None
+
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+
+    model = task.torch_model(artifact, for_export=True).eval()  # text: eager attention, fewer ops left out
+    preprocessor = preprocessor_for(artifact)
+    val = carried_val_data(task, artifact)
+    samples = val.inputs if val is not None else preprocessor.sample_inputs(options.validation_samples)
+    first = plans[names[0]]
+
+    def feed_of(items: list[Any], batch: int) -> tuple[Any, ...]:
+        feed = _encode(preprocessor, items, [batch, *first["example"][1:]], text)
+        return tuple(torch.from_numpy(feed[n]) for n in names)
+
+    example = feed_of(list(samples[:8]), first["example"][0])
+    dims = _dims(artifact, plans)
+    record: dict[str, Any] = {
+        "target": "executorch",
+        "tool": "torch.export + executorch.exir.to_edge_transform_and_lower(XnnpackPartitioner) + to_executorch",
+        "executorch": version,
+        "torch": torch.__version__,
+        "device": "cpu",
+        "precision": precision,
+        "static_shapes": dims is None,
+        "shapes": {n: {"min": p["min"], "max": p["max"]} for n, p in plans.items()},
+        "dynamic_shapes": {n: p["dynamic"] for n, p in plans.items() if p["dynamic"]},
+    }
+    started = time.perf_counter()
+    with torch.inference_mode(False), torch.no_grad():
+        try:
+            program = torch.export.export(model, example, dynamic_shapes=dims)
+        except Exception as exc:  # torch.export errors come from deep inside torch
+            raise _failed(artifact, "torch.export", exc) from None
+        if precision == "int8":
+            quantize_started = time.perf_counter()
+            try:
+                if calib is not None:
+                    graph, feeds = _calibration_graph(model, program, calib[0], feed_of, artifact, plans)
+                else:  # dynamic activations: nothing to observe; one call runs the weight observers
+                    graph, feeds = program, [example]
+                calib_batch = max(len(args[0]) for args in feeds)
+                quantized = quantize_pt2e(graph, feeds, scheme)
+                program = torch.export.export(quantized, example, dynamic_shapes=dims)
+            except Exception as exc:
+                raise _failed(artifact, "PT2E quantization (XNNPACKQuantizer)", exc) from None
+            record["quantization"] = {
+                "method": "PT2E with ExecuTorch's XNNPACKQuantizer: INT8 weights symmetric per output channel; "
+                + (
+                    "INT8 activations per tensor with static scales (histogram observers)"
+                    if scheme == "static"
+                    else "Linear inputs quantized per call (dynamic), other operators FP32"
+                ),
+                "activations": scheme,
+                "calibration": (
+                    f"{calib[1]}, observed in batches of up to {calib_batch}"
+                    if calib is not None
+                    else "none needed (dynamic activation scales)"
+                ),
+                "quantize_seconds": round(time.perf_counter() - quantize_started, 1),
+            }
+        try:
+            lowered = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
+        except Exception as exc:
+            raise _failed(artifact, "lowering to XNNPACK", exc) from None
+        record["delegate"] = delegation(lowered.exported_program().graph_module)
+        try:
+            buffer = lowered.to_executorch().buffer
+        except Exception as exc:
+            raise _failed(artifact, "serialization (to_executorch)", exc) from None
+    if record["delegate"]["subgraphs"] == 0:
+        raise ExportError(
+            f"{artifact.path}: XNNPACK took no part of this model, so the program would run on ExecuTorch's slow "
+            f"portable kernels only (operators: {', '.join(record['delegate']['non_delegated_ops']) or 'none'}); "
+            "nothing written: use --target aoti or export to ONNX for it"
+        )
+    writer.add("model", "model.pte").write_bytes(buffer)
+    record["compile_seconds"] = round(time.perf_counter() - started, 1)
+    writer.carry(artifact)
+    manifest = engine_manifest(artifact, record)
+    manifest["precision"] = precision
+    staged = writer.preview("engine", manifest)
+
+    from edgeptm.runtime.executorch_backend import ExecuTorchBackend
+
+    with predictor_for(staged, ExecuTorchBackend(staged)) as predictor:
+        manifest["validation"], manifest["metrics"] = _validate(
+            model, predictor, samples[: options.validation_samples], val, artifact, precision, options
+        )
+    log.info(
+        "compiled %s with ExecuTorch %s (XNNPACK, %s, %s shapes) in %.1f s: %d of %d nodes delegated",
+        writer.out,
+        version,
+        precision,
+        "static" if dims is None else "dynamic",
+        record["compile_seconds"],
+        record["delegate"]["delegated_nodes"],
+        record["delegate"]["delegated_nodes"] + record["delegate"]["non_delegated_nodes"],
+    )
+    return manifest
+
+
+def _validate(
+    model: Any, predictor: Any, samples: list[Any], val: Any, parent: Artifact, precision: str, options: Any
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The program against eager FP32 PyTorch on the validation inputs, then scored on the labelled
+    split. FP32: every output within the model's export tolerance. INT8: top-1 agreement (mean
+    cosine on stand-in inputs), and the accuracy delta against the parent held to the profile's
+    quantize.max_accuracy_drop."""
+    from edgeptm.exporter import compare_with_torch, validate_against_torch
+    from edgeptm.metrics import evaluate_predictor
+
+    what = f"ExecuTorch XNNPACK {precision} program"
+    if precision == "fp32":
+        atol = float(parent.manifest["model"].get("export_atol") or 1e-3)
+        validation, metrics, _ = validate_against_torch(model, predictor, samples, val, atol, what, parent)
+        return validation, metrics
+    check = compare_with_torch(model, predictor, samples, batch_size=min(16, predictor.batch_size))
+    if val is not None:
+        gate, measure, limit, on = "min_top1_agreement", "top1_agreement", INT8_MIN_TOP1, "validation samples"
+    else:
+        gate, measure, limit, on = "min_mean_cosine", "mean_cosine", INT8_MIN_MEAN_COSINE, "stand-in inputs"
+    if check[measure] < limit:
+        raise ExportError(
+            f"{parent.path}: the {what} strays from eager PyTorch: {measure.replace('_', ' ')} {check[measure]:.3f} "
+            f"< {limit} on {check['samples']} {on}; nothing written: try more --calib-samples, or --precision fp32"
+        )
+    validation = {
+        **check,
+        "gate": {gate: limit},
+        "inputs": "the checkpoint's validation split" if val is not None else "stand-in inputs (no validation split)",
+        "against": "torch-eager fp32 on cpu (parent checkpoint)",
+    }
+    metrics: dict[str, Any] = {
+        "measured_with": predictor.backend.name,
+        "parent_accuracy": parent.metrics.get("accuracy"),
+    }
+    if val is None:
+        metrics["note"] = "no labelled data carried: see 'validation' for agreement with the parent"
+        return validation, metrics
+    scored = evaluate_predictor(predictor, val.inputs, val.labels)
+    metrics.update(accuracy=scored["accuracy"], macro_f1=scored["macro_f1"], val_samples=scored["samples"])
+    if metrics["parent_accuracy"] is not None:
+        lost = 100 * (metrics["parent_accuracy"] - scored["accuracy"])
+        metrics["accuracy_delta_points"] = round(-lost, 2) + 0.0  # not -0.0
+        section = getattr(options.profile, "quantize", None)
+        max_drop = section.max_accuracy_drop if section is not None else None
+        metrics["max_accuracy_drop"] = max_drop
+        if max_drop is not None and lost > max_drop + 1e-9:
+            raise AccuracyError(
+                f"{parent.path}: the {what} lost {lost:.2f} accuracy points ({metrics['parent_accuracy']:.4f} -> "
+                f"{scored['accuracy']:.4f} on {scored['samples']} samples), above the profile's "
+                f"quantize.max_accuracy_drop {max_drop:g}; nothing written: try more --calib-samples, "
+                "or --precision fp32"
+            )
+    return validation, metrics
+
+
+__all__ = [
+    "DEFAULT_CALIB_SAMPLES",
+    "PRECISIONS",
+    "build",
+    "calibration_inputs",
+    "delegation",
+    "import_executorch",
+    "program_shapes",
+    "quantize_pt2e",
+    "resolve_precision",
+]

@@ -1,0 +1,128 @@
+"""ExecuTorch backend: runs a ``.pte`` program from ``edgeptm compile --target executorch`` on the
+ExecuTorch runtime's Python bindings (the C++ runtime an Android or iOS app links), with its
+XNNPACK delegate.
+
+Threads: the XNNPACK delegate runs on ExecuTorch's one thread pool per process (pthreadpool),
+sized at start to the cores ExecuTorch counts as performance cores (2 here). ExecuTorch 1.5
+exposes no per-program setting; ``portable_lib._unsafe_reset_threadpool(n)`` resizes that pool,
+which is safe while no method is running, so ``threads`` resizes it when the backend opens, for
+every ExecuTorch program in the process (the last backend opened wins).
+
+Shapes: a program accepts the shapes it was built for (``compile.shapes`` in the manifest: static
+unless a range was asked for). The runtime itself would let a static input be "resized" to
+another shape of no more elements and compute on it, so the backend checks every feed first and
+refuses another shape with the command that builds the right program.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+
+from edgeptm.artifacts import Artifact
+from edgeptm.errors import BackendError
+
+INSTALL_HINT = "pip install executorch with a constraint that keeps your torch"
+DELEGATE = "XnnpackBackend"
+
+
+def _runtime() -> Any:
+    """ExecuTorch's runtime singleton (its bindings import torch), with the XNNPACK delegate."""
+    try:
+        with warnings.catch_warnings():  # "This API is experimental": the public Runtime wraps it
+            warnings.simplefilter("ignore")
+            from executorch.runtime import Runtime
+    except ImportError as exc:
+        raise BackendError(f"the ExecuTorch runtime is not available here ({exc}): {INSTALL_HINT}") from None
+    runtime = Runtime.get()
+    if not runtime.backend_registry.is_available(DELEGATE):
+        found = ", ".join(runtime.backend_registry.registered_backend_names) or "none"
+        raise BackendError(f"this ExecuTorch build has no XNNPACK delegate (it has {found}); {INSTALL_HINT}")
+    return runtime
+
+
+def set_threads(threads: int) -> int:
+    """Resize ExecuTorch's process-wide thread pool; returns the size it reports back."""
+    from executorch.extension.pybindings import portable_lib
+
+    if portable_lib._threadpool_get_thread_count() != threads:
+        portable_lib._unsafe_reset_threadpool(threads)
+    return int(portable_lib._threadpool_get_thread_count())
+
+
+def thread_count() -> int:
+    from executorch.extension.pybindings import portable_lib
+
+    return int(portable_lib._threadpool_get_thread_count())
+
+
+class ExecuTorchBackend:
+    def __init__(self, artifact: Artifact, threads: int | None = None) -> None:
+        info = artifact.manifest.get("compile") or {}
+        self.path = artifact.path
+        self.precision = info.get("precision", "fp32")
+        self.name = f"executorch-xnnpack-{self.precision}"
+        self.input_names = [i["name"] for i in artifact.manifest["io"]["inputs"]]
+        self.output_names = [o["name"] for o in artifact.manifest["io"]["outputs"]]
+        self.shapes: dict[str, dict[str, list[int]]] = info.get("shapes") or {}
+        self.static = bool(info.get("static_shapes", True))
+        parent = (artifact.manifest.get("parents") or [{}])[0].get("path", "CHECKPOINT")
+        self.rebuild = f"edgeptm compile {parent} --target executorch --precision {self.precision} --out DIR"
+        axes = artifact.manifest["io"]["inputs"][0]["shape"]
+        first = self.shapes.get(self.input_names[0])
+        # The largest batch per call, so the Predictor splits bigger requests; texts are cut/padded
+        # to the program's sequence range.
+        self.max_batch = first["max"][0] if first else None
+        self.sequence_bounds = None
+        if first and "sequence" in axes:
+            i = axes.index("sequence")
+            self.sequence_bounds = (first["min"][i], first["max"][i])
+        runtime = _runtime()
+        self.threads = set_threads(threads) if threads else thread_count()
+        try:
+            program = runtime.load_program(str(artifact.file("model")))
+            self.method = program.load_method("forward")
+        except Exception as exc:  # a damaged file, or a program this runtime cannot read
+            from executorch.version import __version__
+
+            first_line = (str(exc).splitlines() or [type(exc).__name__])[0]
+            raise BackendError(
+                f"{artifact.path}: cannot load the ExecuTorch program ({first_line}); it was built with ExecuTorch "
+                f"{info.get('executorch')}, this is {__version__}; rebuild it here: {self.rebuild}"
+            ) from None
+        self._program = program  # the method's memory lives as long as its program
+
+    def _check(self, name: str, shape: tuple[int, ...]) -> None:
+        bounds = self.shapes.get(name)
+        if bounds is None:
+            return
+        low, high = bounds["min"], bounds["max"]
+        if len(shape) == len(low) and all(lo <= s <= hi for s, lo, hi in zip(shape, low, high)):
+            return
+        got = "x".join(map(str, shape))
+        if low == high:
+            built = f"is static at {'x'.join(map(str, low))}"
+        else:
+            built = "takes " + "x".join(f"{lo}..{hi}" if lo != hi else str(lo) for lo, hi in zip(low, high))
+        raise BackendError(
+            f"{self.path}: input '{name}' has shape {got}; this ExecuTorch program {built} (XNNPACK programs "
+            f"are planned for the shapes they are built for); build one for this shape, e.g. a batch range with "
+            f"--max-batch N or any shape with --shapes {name}:MIN,OPT,MAX: {self.rebuild}"
+        )
+
+    def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        import torch
+
+        args = []
+        for name in self.input_names:
+            array = np.ascontiguousarray(feed[name])
+            self._check(name, array.shape)
+            args.append(torch.from_numpy(array))
+        out = self.method.execute(args)
+        return {self.output_names[0]: out[0].numpy()}
+
+    def close(self) -> None:
+        self.method = None
+        self._program = None
