@@ -131,7 +131,9 @@ def build(
             compile_stage.status = "skipped"
             compile_stage.detail = "the profile compiles nothing: ONNX Runtime runs the ONNX artifacts directly"
         else:
-            parent = source if target == "aoti" else quantized
+            from edgeptm.compile import TARGETS
+
+            parent = source if "checkpoint" in TARGETS[target][1] else quantized  # aoti, executorch
             compile_options = CompileOptions(profile=profile)
 
             def compile_engine() -> Artifact:

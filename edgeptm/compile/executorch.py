@@ -1,21 +1,23 @@
 """ExecuTorch: ``torch.export`` the checkpoint's module, lower it to the XNNPACK delegate and write
-a ``.pte`` program: the path to Android, iOS and small ARM boards, where the ExecuTorch runtime
-(a few hundred KB of C++, no Python) loads the same file.
+a ``.pte`` program: the path to Android, iOS and small ARM boards, where the ExecuTorch C++
+runtime, linked into the app without Python, loads the same file.
 
 FP32, or INT8 by PT2E quantization with ExecuTorch's XNNPACKQuantizer: symmetric signed INT8,
 per-channel weights; images get static activation scales calibrated on the training sample the
 checkpoint carries, text gets dynamic (per-call) activation scales on its Linear layers, the
 form XNNPACK runs transformers in. The program is validated against eager PyTorch running the
 parent checkpoint before it is published: FP32 within the model's export tolerance, INT8 by top-1
-agreement (its logits move by design) and by accuracy on the labelled split against the parent.
+agreement (its logits move by design; mean cosine on stand-in inputs when the checkpoint carries no
+validation split) and by accuracy on the labelled split against the parent.
 
 Shapes: XNNPACK programs are memory-planned ahead of time. ExecuTorch 1.5 lowers upper-bounded
-dynamic dimensions (checked: a ResNet and EfficientNet-Lite0 with a dynamic batch run any batch up
-to the bound, and refuse more), but a mobile app runs one shape, and a static program keeps the
-whole graph in one XNNPACK subgraph with the smallest memory plan. So each axis is static at its
-``opt`` value (batch 1; text: min(128, max length) tokens) unless a range was asked for
-(``--max-batch``, ``--max-seq-len``, ``--shapes``, the profile's ``compile.batch``/``seq_len``):
-then that axis is dynamic over the range. The manifest records which.
+dynamic dimensions (checked: a ResNet with a dynamic batch runs any batch up to the bound and
+refuses more; a BERT runs dynamic batch and sequence), but a mobile app runs one shape, and a
+static program keeps the whole graph in one XNNPACK subgraph (a dynamic batch splits CNNs in two
+around the flatten) with the smallest memory plan. So each axis is static at its ``opt`` value
+(batch 1; text: min(128, max length) tokens) unless a range was asked for (``--max-batch``,
+``--max-seq-len``, ``--shapes``, the profile's ``compile.batch``/``seq_len``): then that axis is
+dynamic over the range. The manifest records which.
 """
 
 from __future__ import annotations
@@ -138,10 +140,15 @@ def _encode(preprocessor: Any, items: list[Any], shape: list[int], text: bool) -
     return preprocessor.encode(items, shape[1] if text else None)
 
 
-def calibration_inputs(artifact: Artifact, limit: int) -> tuple[list[Any], str]:
-    """The training sample the checkpoint carries, ``limit`` of them (the same seeded draw as
-    ``quantize``'s), or a UsageError saying what to do without one."""
-    inputs = get_task(artifact.task).calibration_inputs(artifact)
+def calibration_inputs(artifact: Artifact, limit: int, path: str | None = None) -> tuple[list[Any], str]:
+    """``limit`` calibration inputs (the same seeded draw as ``quantize``'s): from ``path`` (images:
+    a folder or a list; text: a file with a 'text' column) when given, else the training sample the
+    checkpoint carries; a UsageError saying what to do without either."""
+    task = get_task(artifact.task)
+    if path:
+        inputs, source = task.read_calibration(path), f"--calib {path}"
+    else:
+        inputs, source = task.calibration_inputs(artifact), "training sample carried by the checkpoint"
     if not inputs:
         raise UsageError(
             f"{artifact.path}: --precision int8 calibrates on the training sample a checkpoint carries "
@@ -150,7 +157,7 @@ def calibration_inputs(artifact: Artifact, limit: int) -> tuple[list[Any], str]:
         )
     if len(inputs) > limit:
         inputs = sorted(random.Random(0).sample(list(inputs), limit))
-    return list(inputs), f"training sample carried by the checkpoint ({len(inputs)} inputs)"
+    return list(inputs), f"{source} ({len(inputs)} inputs)"
 
 
 def _calibration_graph(
@@ -298,10 +305,15 @@ def build(artifact: Artifact, writer: Any, options: Any) -> dict[str, Any]:
     plans = program_shapes(artifact, options)
     scheme = SCHEMES.get(artifact.task, "static")
     # Static activation scales need calibration data: refused before any work when there is none.
-    calib = calibration_inputs(artifact, limit) if precision == "int8" and scheme == "static" else None
+    # ``calib``: a calibration path, where the caller's options have one (CompileOptions has none yet).
+    calib_path = getattr(options, "calib", None)
+    calib = calibration_inputs(artifact, limit, calib_path) if precision == "int8" and scheme == "static" else None
 
-    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
-    from executorch.exir import to_edge_transform_and_lower
+    from edgeptm.runtime.executorch_backend import quiet_import
+
+    with quiet_import():
+        from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+        from executorch.exir import to_edge_transform_and_lower
 
     model = task.torch_model(artifact, for_export=True).eval()  # text: eager attention, fewer ops left out
     preprocessor = preprocessor_for(artifact)
@@ -327,7 +339,7 @@ def build(artifact: Artifact, writer: Any, options: Any) -> dict[str, Any]:
         "dynamic_shapes": {n: p["dynamic"] for n, p in plans.items() if p["dynamic"]},
     }
     started = time.perf_counter()
-    with torch.inference_mode(False), torch.no_grad():
+    with quiet_import(keep_warnings=True), torch.inference_mode(False), torch.no_grad():
         try:
             program = torch.export.export(model, example, dynamic_shapes=dims)
         except Exception as exc:  # torch.export errors come from deep inside torch

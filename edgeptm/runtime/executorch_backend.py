@@ -9,15 +9,21 @@ which is safe while no method is running, so ``threads`` resizes it when the bac
 every ExecuTorch program in the process (the last backend opened wins).
 
 Shapes: a program accepts the shapes it was built for (``compile.shapes`` in the manifest: static
-unless a range was asked for). The runtime itself would let a static input be "resized" to
-another shape of no more elements and compute on it, so the backend checks every feed first and
-refuses another shape with the command that builds the right program.
+unless a range was asked for). The runtime refuses other shapes of a static program with a bare
+"set_inputs() failed with error 0x10", and lets a dynamic program's input be resized to any shape
+of no more elements than its bound, on its fixed axes too (a batch-dynamic ResNet built for 32x32
+ran a 1x3x40x40 feed). So the backend checks every feed first and refuses another shape with the
+command that builds the right program.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
+import sys
 import warnings
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -28,11 +34,47 @@ INSTALL_HINT = "pip install executorch with a constraint that keeps your torch"
 DELEGATE = "XnnpackBackend"
 
 
+@contextlib.contextmanager
+def quiet_import(keep_warnings: bool = False) -> Iterator[None]:
+    """Importing ExecuTorch (and the torchao modules it loads, some lazily while lowering) logs a
+    torch deprecation notice about torchao's enums, and the bindings warn that they are
+    experimental: noise to users, dropped (Python warnings kept with ``keep_warnings``)."""
+    pytree = logging.getLogger("torch.utils._pytree")
+    level = pytree.level
+    pytree.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            if not keep_warnings:
+                warnings.simplefilter("ignore")
+            yield
+    finally:
+        pytree.setLevel(level)
+
+
+@contextlib.contextmanager
+def _quiet_native_stderr() -> Iterator[None]:
+    """The runtime's C++ logs the CPU probe behind its thread pool ("Failed to open midr file",
+    on every x86 machine) and each pool resize to the process's stderr, not to Python: while the
+    pool is made or resized, and only then, file descriptor 2 points at /dev/null."""
+    sys.stderr.flush()  # what Python wrote before goes out first
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr to silence
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def _runtime() -> Any:
     """ExecuTorch's runtime singleton (its bindings import torch), with the XNNPACK delegate."""
     try:
-        with warnings.catch_warnings():  # "This API is experimental": the public Runtime wraps it
-            warnings.simplefilter("ignore")
+        with quiet_import():  # "This API is experimental": the public Runtime wraps it
             from executorch.runtime import Runtime
     except ImportError as exc:
         raise BackendError(f"the ExecuTorch runtime is not available here ({exc}): {INSTALL_HINT}") from None
@@ -47,15 +89,18 @@ def set_threads(threads: int) -> int:
     """Resize ExecuTorch's process-wide thread pool; returns the size it reports back."""
     from executorch.extension.pybindings import portable_lib
 
-    if portable_lib._threadpool_get_thread_count() != threads:
-        portable_lib._unsafe_reset_threadpool(threads)
-    return int(portable_lib._threadpool_get_thread_count())
+    with _quiet_native_stderr():
+        if portable_lib._threadpool_get_thread_count() != threads:
+            portable_lib._unsafe_reset_threadpool(threads)
+        return int(portable_lib._threadpool_get_thread_count())
 
 
 def thread_count() -> int:
+    """The size of ExecuTorch's thread pool (made on first use, sized to the performance cores)."""
     from executorch.extension.pybindings import portable_lib
 
-    return int(portable_lib._threadpool_get_thread_count())
+    with _quiet_native_stderr():
+        return int(portable_lib._threadpool_get_thread_count())
 
 
 class ExecuTorchBackend:
