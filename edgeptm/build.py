@@ -133,7 +133,8 @@ def build(
         else:
             from edgeptm.compile import TARGETS
 
-            parent = source if "checkpoint" in TARGETS[target][1] else quantized  # aoti, executorch
+            # aoti/executorch compile the checkpoint; OpenVINO quantizes the FP32 export itself (NNCF)
+            parent = source if "checkpoint" in TARGETS[target][1] else (onnx if target == "openvino" else quantized)
             compile_options = CompileOptions(profile=profile)
 
             def compile_engine() -> Artifact:

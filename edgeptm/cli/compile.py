@@ -74,11 +74,16 @@ def command(source: str, out: str, force: bool, shapes: tuple[str, ...], **kwarg
     if info["target"] == "tensorrt":
         where = f"TensorRT {info['tensorrt']}, {info['gpu']} (cc {info['compute_capability']}), {info['network']}"
         seconds = info["build_seconds"]
+    elif info["target"] == "openvino":
+        shapes = "static" if info.get("static_shapes") else "dynamic"
+        runs = info.get("inference_precision")
+        where = f"OpenVINO {info.get('openvino')}, {info.get('precision')} running {runs}, {shapes}"
+        seconds = info.get("compile_seconds")
     else:
-        where = f"{info['device']}, torch {info['torch']}"
-        seconds = info["compile_seconds"]
+        where = f"{info.get('device', 'cpu')}, torch {info.get('torch')}"
+        seconds = info.get("compile_seconds")
     click.echo(f"engine: {artifact.path} ({info['target']}, {where}, {seconds} s)")
-    against = "ONNX Runtime" if info["target"] == "tensorrt" else "PyTorch"
+    against = "ONNX Runtime" if info["target"] in ("tensorrt", "openvino") else "PyTorch"
     accuracy = f"val accuracy {m['accuracy']:.4f}" if m.get("accuracy") is not None else "no labelled data"
     click.echo(
         f"vs {against}: max |output diff| {v['max_abs_diff']:.2e}, min cosine {v['min_cosine']:.5f}, top-1 "
