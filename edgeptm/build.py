@@ -131,11 +131,13 @@ def build(
             compile_stage.status = "skipped"
             compile_stage.detail = "the profile compiles nothing: ONNX Runtime runs the ONNX artifacts directly"
         else:
-            from edgeptm.compile import TARGETS
+            from edgeptm.compile import ONLY_FOR, TARGETS
 
             # aoti/executorch compile the checkpoint; OpenVINO quantizes the FP32 export itself (NNCF)
             parent = source if "checkpoint" in TARGETS[target][1] else (onnx if target == "openvino" else quantized)
-            compile_options = CompileOptions(profile=profile)
+            # --calib reaches the compilers that calibrate (NNCF, PT2E), as it reaches static INT8
+            calib = options.calib if target in ONLY_FOR["calib"] else None
+            compile_options = CompileOptions(profile=profile, calib=calib)
 
             def compile_engine() -> Artifact:
                 _needs_runtime(target, profile.compile.device)

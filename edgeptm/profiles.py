@@ -342,6 +342,20 @@ _MODE_WORDS = {
     "static-int8": "static INT8 Q/DQ for every task (activation ranges calibrated ahead of time)",
     "fp16": "FP16 for every task (float16 weights and activations)",
 }
+_COMPILED_PRECISION = {  # target -> compile.precision -> what it means there
+    "openvino": {
+        "fp32": "FP32 IR (OpenVINO runs f32)",
+        "bf16": "bf16 inference hint: weights stay FP32 in the IR, the CPU computes in bf16 where it has "
+        "AVX512_BF16 or AMX (slower than FP32 without AMX)",
+        "int8": "NNCF post-training INT8 in 'compile', calibrated on {samples} samples of the checkpoint's training "
+        "sample (text: the transformer scheme with SmoothQuant; images: per-tensor activation ranges)",
+    },
+    "executorch": {
+        "fp32": "FP32 program, XNNPACK's float kernels",
+        "int8": "INT8 by PT2E with the XNNPACK quantizer in 'compile' (per-channel weights; images: static "
+        "activation scales calibrated on {samples} samples; text: dynamic activations)",
+    },
+}
 _HARDWARE_WORDS = {
     "none": "runs only on the GPU model it was built on (the fastest engine)",
     "ampere_plus": "one engine for any Ampere or newer GPU (a mixed fleet; costs some speed)",
@@ -399,6 +413,17 @@ def explain(profile: Profile) -> list[str]:
         lines.append(
             f"runtime: AOTInductor: 'compile' builds a .pt2 package from the PyTorch checkpoint ({section.device})"
         )
+    elif section.target == "openvino":
+        lines.append(
+            "runtime: OpenVINO: 'compile' converts the plain ONNX export into an IR (model.xml + model.bin) for "
+            "its CPU plugin, which fuses and specialises kernels on its own; the IR runs on any x86-64 machine with "
+            "OpenVINO"
+        )
+    elif section.target == "executorch":
+        lines.append(
+            "runtime: ExecuTorch with the XNNPACK delegate: 'compile' builds a .pte program from the PyTorch "
+            "checkpoint; the app links the ExecuTorch runtime (Android, iOS, Linux boards)"
+        )
     elif runtime.backend == "torch":
         lines.append("runtime: PyTorch (eager) runs the checkpoint; nothing to build")
     else:
@@ -421,10 +446,19 @@ def explain(profile: Profile) -> list[str]:
         )
     if quant.mode != "fp16":
         how.append("per-channel weight scales" if quant.per_channel else "per-tensor weight scales")
-    lines.append(f"precision: {_MODE_WORDS[quant.mode]}" + (f"; {', '.join(how)}" if how else ""))
+    ort = f"{_MODE_WORDS[quant.mode]}" + (f"; {', '.join(how)}" if how else "")
+    if section.target in _COMPILED_PRECISION:
+        # NNCF takes the profile's calibration_samples (default 300); PT2E its own 100 (observers are slow).
+        samples = (quant.calibration_samples or 300) if section.target == "openvino" else 100
+        words = _COMPILED_PRECISION[section.target][section.precision or "fp32"].format(samples=samples)
+        lines.append(f"precision: {words}")
+        lines.append(f"ONNX Runtime artifacts (built beside it, to compare): {ort}")
+    else:
+        lines.append(f"precision: {ort}")
     if quant.max_accuracy_drop is not None:
+        stages = "quantize and compile write" if section.target in _COMPILED_PRECISION else "quantize writes"
         lines.append(
-            f"accuracy guard: quantize writes nothing if accuracy drops more than {quant.max_accuracy_drop:g} "
+            f"accuracy guard: {stages} nothing if accuracy drops more than {quant.max_accuracy_drop:g} "
             f"point{'' if quant.max_accuracy_drop == 1 else 's'}"
         )
     if section.target == "tensorrt":

@@ -33,6 +33,22 @@ def test_cpu_profile_builds_quantizes_and_benches(tiny_checkpoint, tmp_path: Pat
     assert "| quantize (dynamic-int8) | done |" in text and "ONNX Runtime FP32" in text
 
 
+def test_openvino_profile_compiles_an_int8_ir_and_benches_it_beside_onnx_runtime(tiny_checkpoint, tmp_path) -> None:
+    out = tmp_path / "ov"
+    report = build(tiny_checkpoint, out, BuildOptions(profile="cpu-x86-openvino", duration=0.2))
+    stages = {s["name"]: s for s in report["stages"]}
+    assert [s["status"] for s in report["stages"]] == ["done"] * 4
+    engine = stages["compile (openvino)"]["record"]
+    assert engine["compile"]["precision"] == "int8 (NNCF)" and engine["compile"]["static_shapes"]
+    longest = tiny_checkpoint.preprocessing["max_length"]  # the profile's 128 tokens, cut to the model's length
+    assert engine["compile"]["shapes"]["input_ids"]["opt"] == [1, min(128, longest)]
+    assert engine["metrics"]["max_accuracy_drop"] == 1.0 and engine["metrics"]["accuracy"] is not None
+    # OpenVINO quantizes the plain FP32 export itself (NNCF), not ONNX Runtime's INT8
+    assert json.loads((out / "engine" / "manifest.json").read_text())["parents"][0]["path"] == str(out / "onnx")
+    backends = {r["artifact"]: r["backend"] for r in report["bench"]["results"]}
+    assert backends[str(out / "engine")] == "openvino" and len(backends) == 4
+
+
 @pytest.mark.skipif(HAVE_TENSORRT, reason="TensorRT is installed here: the skipped-stage path cannot be seen")
 def test_gpu_profile_does_what_it_can_and_says_what_it_could_not(tiny_checkpoint, tmp_path: Path) -> None:
     out = tmp_path / "orin"

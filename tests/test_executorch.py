@@ -122,7 +122,9 @@ def test_bench_runs_the_program_in_its_own_process(int8_static) -> None:
     assert row["backend"] == "executorch-xnnpack-int8" and row["p50_ms"] > 0 and row["threads"] == 1
 
 
-def test_requests_it_cannot_build_are_refused_before_any_work(image_ckpt, tmp_path: Path) -> None:
+def test_requests_it_cannot_build_are_refused_before_any_work_and_calib_supplies_data(
+    image_ckpt, image_data: Path, tmp_path: Path
+) -> None:
     with pytest.raises(UsageError, match="--precision bf16: ExecuTorch's XNNPACK target builds fp32, int8"):
         compile(image_ckpt, tmp_path / "a", CompileOptions(target="executorch", precision="bf16"))
     with pytest.raises(UsageError, match="--device cuda: the ExecuTorch XNNPACK target runs on CPUs only"):
@@ -137,6 +139,15 @@ def test_requests_it_cannot_build_are_refused_before_any_work(image_ckpt, tmp_pa
     )
     assert result.exit_code == 1 and "carries none" in result.output and "--precision fp32" in result.output
     assert not (tmp_path / "a").exists() and not (tmp_path / "c").exists()
+    calibrated = CliRunner().invoke(
+        cli,
+        ["compile", str(bare), "--target", "executorch", "--precision", "int8", "--calib", str(image_data)]
+        + ["--calib-samples", "8", "--out", str(tmp_path / "c")],
+    )
+    assert calibrated.exit_code == 0, calibrated.output
+    assert "ExecuTorch" in calibrated.output and "XNNPACK, int8" in calibrated.output
+    manifest = json.loads((tmp_path / "c" / "manifest.json").read_text())
+    assert manifest["compile"]["quantization"]["calibration"].startswith(f"--calib {image_data} (8 inputs)")
 
 
 def test_text_checkpoint_lowers_with_int8_linear_layers(tiny_checkpoint, tmp_path: Path) -> None:

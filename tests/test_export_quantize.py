@@ -106,12 +106,11 @@ def test_int8_artifact(tiny_int8, tiny_onnx):
 def test_accuracy_guard_threshold():
     from edgeptm.quantization import check_accuracy_drop
 
-    parent = {"accuracy": 0.80}
-    assert check_accuracy_drop("m", parent, {"accuracy": 0.79, "samples": 100}, 1.0) == pytest.approx(-1.0)
-    assert check_accuracy_drop("m", parent, {"accuracy": 0.85, "samples": 100}, 0.0) == pytest.approx(5.0)
-    assert check_accuracy_drop("m", parent, {"accuracy": 0.10, "samples": 100}, None) == pytest.approx(-70.0)
-    with pytest.raises(AccuracyError, match=r"lost 1\.50 accuracy points \(0\.8000 -> 0\.7850 on 200 samples\)"):
-        check_accuracy_drop("m", parent, {"accuracy": 0.785, "samples": 200}, 1.0)
+    assert check_accuracy_drop("m", 0.80, 0.79, 100, 1.0) == pytest.approx(-1.0)
+    assert check_accuracy_drop("m", 0.80, 0.85, 100, 0.0) == pytest.approx(5.0)
+    assert check_accuracy_drop("m", 0.80, 0.10, 100, None) == pytest.approx(-70.0)
+    with pytest.raises(AccuracyError, match=r"lost 1\.50 accuracy points \(0\.8000 -> 0\.7850 on 200 samples\).*: try"):
+        check_accuracy_drop("m", 0.80, 0.785, 200, 1.0, "try this")
 
 
 def test_quantize_val_with_unseen_label(tiny_onnx, tmp_path: Path):

@@ -102,6 +102,6 @@ def test_accuracy_guard_on_real_flips(minilm_stages, demo_slice, tmp_path: Path)
     drop = -probe.metrics["accuracy_delta_points"]
     if drop == 0:
         pytest.skip("INT8 flipped no prediction on this slice; the guard cannot be exercised here")
-    with pytest.raises(AccuracyError, match="above --max-accuracy-drop"):
+    with pytest.raises(AccuracyError, match="above the allowed drop of"):
         edgeptm.quantize(onnx, tmp_path / "guarded", edgeptm.QuantizeOptions(val=str(own), max_accuracy_drop=drop / 2))
     assert not (tmp_path / "guarded").exists()

@@ -158,7 +158,24 @@ def test_graphs_openvino_cannot_take_are_refused_with_advice(tiny_onnx, plain, t
     no_calib = dict(plain.manifest, files={k: v for k, v in plain.manifest["files"].items() if k != "calib_data"})
     with pytest.raises(UsageError, match="carries none.*--precision fp32 or bf16.*--mode static-int8 --calib"):
         compile(Artifact(plain.path, no_calib), out, CompileOptions(target="openvino", precision="int8"))
+    with pytest.raises(UsageError, match="--calib is for --target openvino or executorch, not tensorrt"):
+        compile(plain, out, CompileOptions(target="tensorrt", calib=str(plain.file("calib_data"))))
+    with pytest.raises(UsageError, match="--precision is for --target openvino or executorch, not tensorrt: TensorRT"):
+        compile(plain, out, CompileOptions(target="tensorrt", precision="int8"))
     assert not out.exists()
+
+
+def test_int8_of_an_artifact_without_a_sample_calibrates_on_calib(plain, tmp_path: Path) -> None:
+    """An as-is model carries no training sample: --calib names the data, as for quantize."""
+    no_calib = dict(plain.manifest, files={k: v for k, v in plain.manifest["files"].items() if k != "calib_data"})
+    texts = tmp_path / "texts.csv"
+    texts.write_text("text\n" + "".join(f"sentence number {i} about a film\n" for i in range(40)))
+    options = CompileOptions(target="openvino", precision="int8", calib=str(texts), calib_samples=24)
+    ir = compile(Artifact(plain.path, no_calib), tmp_path / "int8", options)
+    source = ir.manifest["compile"]["calibration"]["source"]
+    assert (
+        source.startswith(f"--calib {texts} (24 inputs)") and ir.manifest["compile"]["calibration"]["subset_size"] == 24
+    )
 
 
 def test_an_ir_from_elsewhere_that_cannot_load_says_how_to_rebuild(dynamic_ir, tmp_path: Path) -> None:

@@ -139,6 +139,16 @@ def test_explain_precision_by_task_and_tensorrt_versions():
     assert any("same major version" in line for line in datacenter)
 
 
+def test_explain_says_what_openvino_builds_and_keeps_the_onnx_runtime_line_apart():
+    lines = explain(load_profile("cpu-x86-openvino"))
+    runtime = next(line for line in lines if line.startswith("runtime:"))
+    assert "OpenVINO" in runtime and "IR" in runtime and "ONNX Runtime" not in runtime
+    precision = next(line for line in lines if line.startswith("precision:"))
+    assert "NNCF post-training INT8" in precision and "300 samples" in precision
+    assert any(line.startswith("ONNX Runtime artifacts (built beside it, to compare): by task") for line in lines)
+    assert any(line.startswith("accuracy guard: quantize and compile write nothing") for line in lines)
+
+
 def test_explain_names_the_file_of_a_profile_outside_the_shipped_ones(tmp_path: Path):
     path = _write(tmp_path, "name: p\n")
     assert explain(load_profile(path))[-1] == f"use: edgeptm build runs/ckpt --profile {path} --out runs/p"

@@ -22,7 +22,21 @@ from edgeptm.cli.common import force_option, options, out_option, profile_option
     "(PT2E + XNNPACK quantizer) [default: the profile's, else fp32].",
 )
 @click.option(
+    "--calib",
+    type=click.Path(exists=True),
+    default=None,
+    help="openvino/executorch int8: calibration data (images: a folder or a path,label list; text: a file with a "
+    "'text' column) [default: the training sample the artifact carries].",
+)
+@click.option(
     "--calib-samples", type=click.IntRange(min=1), default=None, help="openvino/executorch int8: calibration inputs."
+)
+@click.option(
+    "--max-accuracy-drop",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="openvino/executorch int8 or bf16: write nothing if accuracy on the carried validation split drops more "
+    "than this many points [default: the profile's quantize.max_accuracy_drop].",
 )
 @click.option("--max-batch", type=click.IntRange(min=1), default=None, help="Largest batch accepted [default: 32].")
 @click.option(
@@ -66,26 +80,50 @@ def command(source: str, out: str, force: bool, shapes: tuple[str, ...], **kwarg
     --target aoti: SOURCE is a checkpoint artifact or a registered model name; torch.export +
       AOTInductor -> a .pt2 package (CPU, or CUDA with --device cuda), dynamic batch (and
       sequence), checked against eager PyTorch; loads with the same torch version.
+    --target openvino: SOURCE is an ONNX artifact (the plain export: 'export --no-optimize'); an
+      OpenVINO IR in fp32, bf16 or int8 (NNCF, or the Q/DQ graph as it is), static when the shapes
+      are fixed, checked against ONNX Runtime.
+    --target executorch: SOURCE is a checkpoint artifact; a .pte program with the XNNPACK delegate
+      (fp32, or int8 with PT2E), checked against eager PyTorch.
+    INT8 and bf16 are scored on the validation split the source carries and held to
+    --max-accuracy-drop.
     """
     from edgeptm.compile import CompileOptions, compile
 
     artifact = compile(source, out, CompileOptions(shapes=list(shapes) or None, **kwargs), force=force)
     info, v, m = artifact.manifest["compile"], artifact.manifest["validation"], artifact.metrics
-    if info["target"] == "tensorrt":
-        where = f"TensorRT {info['tensorrt']}, {info['gpu']} (cc {info['compute_capability']}), {info['network']}"
-        seconds = info["build_seconds"]
-    elif info["target"] == "openvino":
-        shapes = "static" if info.get("static_shapes") else "dynamic"
-        runs = info.get("inference_precision")
-        where = f"OpenVINO {info.get('openvino')}, {info.get('precision')} running {runs}, {shapes}"
-        seconds = info.get("compile_seconds")
-    else:
-        where = f"{info.get('device', 'cpu')}, torch {info.get('torch')}"
-        seconds = info.get("compile_seconds")
+    where, against = _SUMMARY[info["target"]](info)
+    seconds = info.get("build_seconds", info.get("compile_seconds"))
     click.echo(f"engine: {artifact.path} ({info['target']}, {where}, {seconds} s)")
-    against = "ONNX Runtime" if info["target"] in ("tensorrt", "openvino") else "PyTorch"
-    accuracy = f"val accuracy {m['accuracy']:.4f}" if m.get("accuracy") is not None else "no labelled data"
+    if m.get("accuracy") is not None:
+        delta = m.get("accuracy_delta_points")
+        accuracy = f"val accuracy {m['accuracy']:.4f}" + (f" ({delta:+.2f} points)" if delta is not None else "")
+    else:
+        accuracy = "no labelled data"
     click.echo(
         f"vs {against}: max |output diff| {v['max_abs_diff']:.2e}, min cosine {v['min_cosine']:.5f}, top-1 "
         f"agreement {v['label_agreement']:.3f} on {v['samples']} samples; {accuracy}"
     )
+
+
+def _shapes(info: dict) -> str:
+    return "static shapes" if info.get("static_shapes") else "dynamic shapes"
+
+
+_SUMMARY = {  # target -> what the engine is, and what it was validated against
+    "tensorrt": lambda i: (
+        f"TensorRT {i['tensorrt']}, {i['gpu']} (cc {i['compute_capability']}), {i['network']}",
+        "ONNX Runtime",
+    ),
+    "openvino": lambda i: (
+        f"OpenVINO {i['openvino']}, {i['precision']} running {i.get('inference_precision')}, {_shapes(i)}",
+        "ONNX Runtime",
+    ),
+    "executorch": lambda i: (
+        f"ExecuTorch {i['executorch']} XNNPACK, {i['precision']}, {_shapes(i)}, "
+        f"{i['delegate']['delegated_nodes']} of "
+        f"{i['delegate']['delegated_nodes'] + i['delegate']['non_delegated_nodes']} nodes delegated",
+        "eager PyTorch",
+    ),
+    "aoti": lambda i: (f"{i.get('device', 'cpu')}, torch {i.get('torch')}", "eager PyTorch"),
+}

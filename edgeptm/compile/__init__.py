@@ -29,6 +29,14 @@ TARGETS: dict[str, tuple[str, tuple[str, ...], str]] = {
     "executorch": ("edgeptm.compile.executorch:build", ("checkpoint",), "a checkpoint artifact (PyTorch weights)"),
 }
 
+# Options that mean something to some targets only: given for another, they are an error, not ignored.
+ONLY_FOR: dict[str, tuple[str, ...]] = {
+    "precision": ("openvino", "executorch"),
+    "calib": ("openvino", "executorch"),
+    "calib_samples": ("openvino", "executorch"),
+    "max_accuracy_drop": ("openvino", "executorch"),
+}
+
 
 @dataclass
 class CompileOptions:
@@ -37,7 +45,9 @@ class CompileOptions:
     target: str | None = None  # tensorrt | aoti | openvino | executorch (default: the profile's, else aoti)
     device: str | None = None  # aoti: cpu | cuda
     precision: str | None = None  # openvino: fp32 | bf16 | int8; executorch: fp32 | int8 (default: fp32)
+    calib: str | None = None  # openvino/executorch int8: calibration data (default: the artifact's training sample)
     calib_samples: int | None = None  # openvino/executorch int8: calibration inputs (default 300 / 100)
+    max_accuracy_drop: float | None = None  # openvino/executorch int8, bf16: points (default: the profile's)
     max_batch: int | None = None  # largest batch the engine accepts (default 32)
     max_seq_len: int | None = None  # text: longest sequence (default: the model's max length)
     shapes: list[str] | None = None  # explicit NAME:MIN,OPT,MAX per input (trtexec's 1x128 notation)
@@ -144,6 +154,16 @@ def compile(  # noqa: A001 - the stage is called compile, as in the CLI
     if name not in TARGETS:
         raise UsageError(f"--target {name}: not one of {', '.join(TARGETS)}")
     target, kinds, accepts = TARGETS[name]
+    for key, targets in ONLY_FOR.items():
+        if getattr(options, key) is not None and name not in targets:
+            raise UsageError(
+                f"--{key.replace('_', '-')} is for --target {' or '.join(targets)}, not {name}"
+                + (
+                    ": TensorRT takes the precision of the graph (quantize or export it first)"
+                    if name == "tensorrt"
+                    else ""
+                )
+            )
     for key in ("max_batch", "max_seq_len"):
         value = getattr(options, key)
         if value is not None and value < 1:
@@ -158,4 +178,4 @@ def compile(  # noqa: A001 - the stage is called compile, as in the CLI
         return writer.finish("engine", manifest)
 
 
-__all__ = ["CompileOptions", "TARGETS", "compile", "engine_manifest", "validate_against_onnxruntime"]
+__all__ = ["CompileOptions", "ONLY_FOR", "TARGETS", "compile", "engine_manifest", "validate_against_onnxruntime"]

@@ -24,13 +24,12 @@ from __future__ import annotations
 
 import logging
 import operator
-import random
 import time
 from collections import Counter
 from typing import Any
 
 from edgeptm.artifacts import Artifact
-from edgeptm.errors import AccuracyError, BackendError, ExportError, UsageError
+from edgeptm.errors import BackendError, ExportError, UsageError
 from edgeptm.profiles import pick
 from edgeptm.tasks import carried_val_data, get_task
 
@@ -141,23 +140,20 @@ def _encode(preprocessor: Any, items: list[Any], shape: list[int], text: bool) -
 
 
 def calibration_inputs(artifact: Artifact, limit: int, path: str | None = None) -> tuple[list[Any], str]:
-    """``limit`` calibration inputs (the same seeded draw as ``quantize``'s): from ``path`` (images:
-    a folder or a list; text: a file with a 'text' column) when given, else the training sample the
-    checkpoint carries; a UsageError saying what to do without either."""
-    task = get_task(artifact.task)
-    if path:
-        inputs, source = task.read_calibration(path), f"--calib {path}"
-    else:
-        inputs, source = task.calibration_inputs(artifact), "training sample carried by the checkpoint"
+    """``limit`` calibration inputs (the same seeded draw as ``quantize``'s and NNCF's): from ``path``
+    when given, else the training sample the checkpoint carries; a UsageError saying what to do
+    without either."""
+    from edgeptm.tasks import draw_calibration
+
+    inputs, source = draw_calibration(artifact, limit, path)
     if not inputs:
         raise UsageError(
             f"{artifact.path}: --precision int8 calibrates on the training sample a checkpoint carries "
             "(calib_data), and this one carries none (an as-is pretrained model, or its images are not on this "
-            "machine); fine-tune it with 'edgeptm finetune' (which records one), or compile --precision fp32"
+            "machine); pass --calib PATH (an image folder, or a file with a 'text' column), fine-tune it with "
+            "'edgeptm finetune' (which records one), or compile --precision fp32"
         )
-    if len(inputs) > limit:
-        inputs = sorted(random.Random(0).sample(list(inputs), limit))
-    return list(inputs), f"{source} ({len(inputs)} inputs)"
+    return inputs, source
 
 
 def _calibration_graph(
@@ -297,17 +293,13 @@ def build(artifact: Artifact, writer: Any, options: Any) -> dict[str, Any]:
     if options.device not in (None, "cpu"):
         raise UsageError(f"--device {options.device}: the ExecuTorch XNNPACK target runs on CPUs only")
     limit = pick(options.calib_samples, None, DEFAULT_CALIB_SAMPLES)
-    if limit < 1:
-        raise UsageError(f"--calib-samples must be >= 1, got {limit}")
     task = get_task(artifact.task)
     text = "max_length" in artifact.preprocessing
     names = [i["name"] for i in artifact.manifest["io"]["inputs"]]
     plans = program_shapes(artifact, options)
     scheme = SCHEMES.get(artifact.task, "static")
     # Static activation scales need calibration data: refused before any work when there is none.
-    # ``calib``: a calibration path, where the caller's options have one (CompileOptions has none yet).
-    calib_path = getattr(options, "calib", None)
-    calib = calibration_inputs(artifact, limit, calib_path) if precision == "int8" and scheme == "static" else None
+    calib = calibration_inputs(artifact, limit, options.calib) if precision == "int8" and scheme == "static" else None
 
     from edgeptm.runtime.executorch_backend import quiet_import
 
@@ -421,6 +413,7 @@ def _validate(
     quantize.max_accuracy_drop."""
     from edgeptm.exporter import compare_with_torch, validate_against_torch
     from edgeptm.metrics import evaluate_predictor
+    from edgeptm.quantization import check_accuracy_drop
 
     what = f"ExecuTorch XNNPACK {precision} program"
     if precision == "fp32":
@@ -453,18 +446,18 @@ def _validate(
     scored = evaluate_predictor(predictor, val.inputs, val.labels)
     metrics.update(accuracy=scored["accuracy"], macro_f1=scored["macro_f1"], val_samples=scored["samples"])
     if metrics["parent_accuracy"] is not None:
-        lost = 100 * (metrics["parent_accuracy"] - scored["accuracy"])
-        metrics["accuracy_delta_points"] = round(-lost, 2) + 0.0  # not -0.0
         section = getattr(options.profile, "quantize", None)
-        max_drop = section.max_accuracy_drop if section is not None else None
+        max_drop = pick(options.max_accuracy_drop, section and section.max_accuracy_drop, None)
+        delta = check_accuracy_drop(
+            f"{parent.path}: the {what}",
+            metrics["parent_accuracy"],
+            scored["accuracy"],
+            scored["samples"],
+            max_drop,
+            "try more --calib-samples, or --precision fp32",
+        )
+        metrics["accuracy_delta_points"] = round(delta, 2) + 0.0  # not -0.0
         metrics["max_accuracy_drop"] = max_drop
-        if max_drop is not None and lost > max_drop + 1e-9:
-            raise AccuracyError(
-                f"{parent.path}: the {what} lost {lost:.2f} accuracy points ({metrics['parent_accuracy']:.4f} -> "
-                f"{scored['accuracy']:.4f} on {scored['samples']} samples), above the profile's "
-                f"quantize.max_accuracy_drop {max_drop:g}; nothing written: try more --calib-samples, "
-                "or --precision fp32"
-            )
     return validation, metrics
 
 

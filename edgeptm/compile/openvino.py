@@ -26,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import random
 import time
 from typing import Any
 
@@ -142,33 +141,22 @@ def apply_shapes(model: Any, ranges: dict[str, dict[str, list[int]]]) -> dict[st
 
 
 def calibration_feeds(
-    artifact: Artifact,
-    ranges: dict[str, dict[str, list[int]]],
-    limit: int,
-    calib: str | None = None,
-    has_calib_option: bool = False,
+    artifact: Artifact, ranges: dict[str, dict[str, list[int]]], limit: int, calib: str | None = None
 ) -> tuple[list[dict[str, Any]], str]:
     """Calibration feeds at the shape the IR serves (each input's ``opt`` shape: the static shape,
     or the batch and sequence the IR is tuned for), drawn from ``calib`` (a folder of images or a
     data file, as quantize's --calib) or else from the training sample the artifact carries."""
     from edgeptm.runtime.preprocess import preprocessor_for
-    from edgeptm.tasks import get_task
+    from edgeptm.tasks import draw_calibration
 
-    task = get_task(artifact.task)
-    if calib:
-        inputs, source = task.read_calibration(calib), f"--calib {calib}"
-    else:
-        inputs, source = task.calibration_inputs(artifact), "training sample carried by the artifact"
+    inputs, source = draw_calibration(artifact, limit, calib)
     if not inputs:
         raise UsageError(
             f"{artifact.path}: --precision int8 calibrates on the training sample an artifact carries "
-            "(calib_data), and this one carries none (a model used as-is); "
-            + ("pass --calib PATH (an image folder, or a file with a 'text' column), " if has_calib_option else "")
-            + "compile --precision fp32 or bf16, or quantize --mode static-int8 --calib PATH and compile that "
-            "INT8 Q/DQ artifact"
+            "(calib_data), and this one carries none (a model used as-is); pass --calib PATH (an image folder, "
+            "or a file with a 'text' column), compile --precision fp32 or bf16, or quantize --mode static-int8 "
+            "--calib PATH and compile that INT8 Q/DQ artifact"
         )
-    if len(inputs) > limit:
-        inputs = sorted(random.Random(0).sample(list(inputs), limit))  # the same draw as quantize's
     preprocessor = preprocessor_for(artifact)
     opt = next(iter(ranges.values()))["opt"]
     batch = opt[0]
@@ -180,7 +168,7 @@ def calibration_feeds(
         chunk += [chunk[-1]] * (batch - len(chunk))  # a static batch is always full
         feeds.append(preprocessor.encode(chunk, seq_len))
     shape = "x".join(map(str, next(iter(feeds[0].values())).shape))
-    return feeds, f"{source} ({len(inputs)} inputs, fed as {shape})"
+    return feeds, f"{source}, fed as {shape}"
 
 
 @contextlib.contextmanager
@@ -237,20 +225,6 @@ def quantize_int8(model: Any, feeds: list[dict[str, Any]], text: bool) -> tuple[
     return quantized, record
 
 
-def check_drop(what: str, metrics: dict[str, Any], max_drop: float | None) -> None:
-    """The accuracy guard of every quantization: more than the profile's quantize.max_accuracy_drop
-    lost against the parent, and nothing is written."""
-    from edgeptm.errors import AccuracyError
-
-    lost = 100 * (metrics["parent_accuracy"] - metrics["accuracy"])
-    if max_drop is not None and lost > max_drop + 1e-9:
-        raise AccuracyError(
-            f"{what} lost {lost:.2f} accuracy points ({metrics['parent_accuracy']:.4f} -> {metrics['accuracy']:.4f} "
-            f"on {metrics['val_samples']} samples), above the profile's quantize.max_accuracy_drop {max_drop:g}; "
-            "nothing written: try more --calib-samples, or --precision bf16"
-        )
-
-
 def build(artifact: Artifact, writer: Any, options: Any) -> dict[str, Any]:
     import onnx
 
@@ -258,6 +232,7 @@ def build(artifact: Artifact, writer: Any, options: Any) -> dict[str, Any]:
     from edgeptm.compile.shapes import shape_ranges
     from edgeptm.compile.tensorrt import graph_precision
     from edgeptm.profiles import pick
+    from edgeptm.quantization import check_accuracy_drop
     from edgeptm.tasks import carried_val_data, get_task
 
     model_path = artifact.file("model")
@@ -269,8 +244,6 @@ def build(artifact: Artifact, writer: Any, options: Any) -> dict[str, Any]:
     static = is_static(ranges)
     section = options.profile.quantize if options.profile is not None else None
     calib_samples = pick(options.calib_samples, section and section.calibration_samples, DEFAULT_CALIB_SAMPLES)
-    if calib_samples < 1:
-        raise UsageError(f"--calib-samples must be >= 1, got {calib_samples}")
 
     ov = import_openvino()  # everything above runs without OpenVINO: errors in the request come first
     core = ov.Core()
@@ -283,10 +256,7 @@ def build(artifact: Artifact, writer: Any, options: Any) -> dict[str, Any]:
         )
     feeds, calibration = None, None
     if precision == "int8" and not from_qdq:
-        # CompileOptions.calib, where this edgeptm has it (quantize's --calib for compile).
-        feeds, source = calibration_feeds(
-            artifact, ranges, calib_samples, getattr(options, "calib", None), hasattr(options, "calib")
-        )
+        feeds, source = calibration_feeds(artifact, ranges, calib_samples, options.calib)
         calibration = {"source": source}
 
     started = time.perf_counter()
@@ -347,8 +317,16 @@ def build(artifact: Artifact, writer: Any, options: Any) -> dict[str, Any]:
         manifest["validation"]["inputs"] = "synthetic stand-ins (no labelled data): the gate only catches a broken IR"
     metrics = manifest["metrics"]
     if precision != "fp32" and metrics.get("accuracy") is not None and metrics.get("parent_accuracy") is not None:
-        max_drop = section.max_accuracy_drop if section is not None else None
-        check_drop(f"OpenVINO {record['precision']}", metrics, max_drop)
+        max_drop = pick(options.max_accuracy_drop, section and section.max_accuracy_drop, None)
+        hint = "try more --calib-samples, or --precision bf16" if precision == "int8" else "try --precision fp32"
+        check_accuracy_drop(
+            f"{artifact.path}: OpenVINO {record['precision']}",
+            metrics["parent_accuracy"],
+            metrics["accuracy"],
+            metrics["val_samples"],
+            max_drop,
+            hint,
+        )
         metrics["max_accuracy_drop"] = max_drop
     log.info(
         "built %s with OpenVINO %s (%s, %s shapes) in %.1f s",

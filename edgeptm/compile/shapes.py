@@ -95,7 +95,11 @@ def shape_ranges(
     }
     sequence = symbols.get("sequence") or defaults["sequence"]
     if longest and sequence and sequence[2] > int(longest):
-        raise UsageError(f"sequence max {sequence[2]} exceeds the model's max length {longest}")
+        raise UsageError(
+            f"sequence max {sequence[2]} exceeds the model's max length {longest} (the length its texts are cut "
+            f"to, as fine-tuned); ask for at most {longest}, or fine-tune with --max-length {sequence[2]} to serve "
+            "longer texts"
+        )
     ranges: dict[str, dict[str, list[int]]] = {}
     for entry in inputs:
         columns: list[Triple] = []

@@ -75,26 +75,18 @@ class Calibration:
             yield self.preprocessor.encode([item], fixed)
 
 
-def _calibration(artifact: Artifact, task: Any, options: QuantizeOptions, section: Any) -> Calibration:
-    import random
-
+def _calibration(artifact: Artifact, options: QuantizeOptions, section: Any) -> Calibration:
     from edgeptm.runtime.preprocess import preprocessor_for
+    from edgeptm.tasks import draw_calibration
 
     limit = pick(options.calib_samples, section and section.calibration_samples, 256)
-    if limit < 1:
-        raise UsageError(f"--calib-samples must be >= 1, got {limit}")
-    if options.calib:
-        inputs, source = task.read_calibration(options.calib), f"--calib {options.calib}"
-    else:
-        inputs, source = task.calibration_inputs(artifact), "training sample carried by the artifact"
-        if not inputs:
-            raise UsageError(
-                f"{artifact.path}: static-int8 needs calibration data and this artifact carries none: "
-                "pass --calib PATH (images: a folder or a path,label list; text: a file with a 'text' column)"
-            )
-    if len(inputs) > limit:
-        inputs = sorted(random.Random(0).sample(inputs, limit))
-    return Calibration(list(inputs), preprocessor_for(artifact), f"{source} ({len(inputs)} inputs)")
+    inputs, source = draw_calibration(artifact, limit, options.calib)
+    if not inputs:
+        raise UsageError(
+            f"{artifact.path}: static-int8 needs calibration data and this artifact carries none: "
+            "pass --calib PATH (images: a folder or a path,label list; text: a file with a 'text' column)"
+        )
+    return Calibration(inputs, preprocessor_for(artifact), source)
 
 
 def _validation_data(artifact: Artifact, task: Any, options: QuantizeOptions) -> tuple[Any, str] | None:
@@ -108,21 +100,21 @@ def _validation_data(artifact: Artifact, task: Any, options: QuantizeOptions) ->
     return data, how
 
 
-def check_accuracy_drop(mode: str, parent: dict[str, Any], metrics: dict[str, Any], max_drop: float | None) -> float:
-    """The accuracy change in points; raises AccuracyError when the drop exceeds ``max_drop``."""
-    delta = (metrics["accuracy"] - parent["accuracy"]) * 100
+def check_accuracy_drop(
+    what: str, parent_accuracy: float, accuracy: float, samples: int, max_drop: float | None, hint: str = ""
+) -> float:
+    """The accuracy change in points, for every stage that trades accuracy for speed (quantize,
+    NNCF, PT2E, bf16); an AccuracyError when the drop exceeds ``max_drop`` (--max-accuracy-drop,
+    else the profile's quantize.max_accuracy_drop). ``hint``: what to try instead."""
+    delta = (accuracy - parent_accuracy) * 100
     log.info(
-        "%s: accuracy %.4f (parent %.4f, %+.2f points) on %d samples",
-        mode,
-        metrics["accuracy"],
-        parent["accuracy"],
-        delta,
-        metrics["samples"],
+        "%s: accuracy %.4f (parent %.4f, %+.2f points) on %d samples", what, accuracy, parent_accuracy, delta, samples
     )
     if max_drop is not None and -delta > max_drop + 1e-9:
         raise AccuracyError(
-            f"{mode} lost {-delta:.2f} accuracy points ({parent['accuracy']:.4f} -> {metrics['accuracy']:.4f} "
-            f"on {metrics['samples']} samples), above --max-accuracy-drop {max_drop:g}; nothing written"
+            f"{what} lost {-delta:.2f} accuracy points ({parent_accuracy:.4f} -> {accuracy:.4f} on {samples} "
+            f"samples), above the allowed drop of {max_drop:g} (--max-accuracy-drop, or the profile's "
+            f"quantize.max_accuracy_drop); nothing written" + (f": {hint}" if hint else "")
         )
     return delta
 
@@ -170,7 +162,7 @@ def quantize(
         if activations not in ACTIVATION_TYPES:
             raise UsageError(f"--activations {activations}: not one of {', '.join(ACTIVATION_TYPES)}")
         settings.update(calibration_method=method, activation_type=activations)
-        calibration = _calibration(artifact, task, options, section)
+        calibration = _calibration(artifact, options, section)
     elif mode == "fp16":
         settings = {"fp16_io": options.fp16_io}
     if options.activations and mode != "static-int8":
@@ -223,7 +215,15 @@ def quantize(
             return writer.finish("onnx", manifest)
         parent = _score(parent_out, labels, artifact.labels)
         metrics = _score(out_q, labels, artifact.labels)
-        delta = check_accuracy_drop(mode, parent, metrics, max_drop)
+        delta = check_accuracy_drop(
+            mode,
+            parent["accuracy"],
+            metrics["accuracy"],
+            metrics["samples"],
+            max_drop,
+            "try --mode "
+            + ("static-int8 with more --calib-samples or --calib-method entropy" if mode == "static-int8" else "fp16"),
+        )
         manifest["metrics"] = {
             "accuracy": metrics["accuracy"],
             "macro_f1": metrics["macro_f1"],

@@ -45,4 +45,24 @@ def carried_val_data(task: Any, artifact: Any) -> Any:
         return None
 
 
-__all__ = ["TASKS", "carried_val_data", "get_task"]
+def draw_calibration(artifact: Any, limit: int, path: str | None = None) -> tuple[list[Any], str]:
+    """Up to ``limit`` calibration inputs and where they came from, for every calibrated stage
+    (quantize's static INT8, NNCF, PT2E): from ``path`` (images: a folder or a path,label list;
+    text: a file with a 'text' column) when given, else the training sample the artifact carries.
+    One seeded draw, so the same data calibrates every runtime; an empty list when there is none
+    (each stage says what to do then)."""
+    import random
+
+    if limit < 1:
+        raise UsageError(f"--calib-samples must be >= 1, got {limit}")
+    task = get_task(artifact.task)
+    if path:
+        inputs, source = list(task.read_calibration(path)), f"--calib {path}"
+    else:
+        inputs, source = list(task.calibration_inputs(artifact) or []), "training sample carried by the artifact"
+    if len(inputs) > limit:
+        inputs = sorted(random.Random(0).sample(inputs, limit))
+    return inputs, f"{source} ({len(inputs)} inputs)"
+
+
+__all__ = ["TASKS", "carried_val_data", "draw_calibration", "get_task"]
