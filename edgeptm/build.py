@@ -75,7 +75,7 @@ def _needs_runtime(target: str, device: str) -> None:
 
         import_tensorrt()
         gpu_identity()
-    elif device == "cuda":
+    elif target == "aoti" and device == "cuda":  # compile.device is for AOTInductor only
         import torch
 
         if not torch.cuda.is_available():
@@ -181,8 +181,12 @@ def _summary(artifact: Artifact) -> dict[str, Any]:
 def _bench(variants: list[tuple[str, Artifact]], profile: Profile, options: BuildOptions, report: dict) -> None:
     from edgeptm.benchmarking import BenchOptions, bench
 
-    result = bench([a.path for _, a in variants], BenchOptions(profile=profile, duration=options.duration))
-    report["bench"] = result
+    # The profile's sequence is meant for any model, as in compile: cut to the one this checkpoint
+    # serves (a static IR compiled at that length takes nothing longer, and the predictor cuts texts to it).
+    longest = variants[0][1].preprocessing.get("max_length")
+    seq_len = min(profile.bench.seq_len, int(longest)) if longest and profile.bench.seq_len else None
+    settings = BenchOptions(profile=profile, duration=options.duration, seq_len=seq_len)
+    report["bench"] = bench([a.path for _, a in variants], settings)
 
 
 def _write_atomic_text(path: Path, text: str) -> None:
@@ -218,7 +222,16 @@ def markdown(report: dict[str, Any]) -> str:
         delta = f"{v['accuracy_delta_points']:+.2f}" if v.get("accuracy_delta_points") is not None else ""
         p50 = f"{t['p50_ms']:.3f}" if t.get("p50_ms") is not None else ""
         p90 = f"{t['p90_ms']:.3f}" if t.get("p90_ms") is not None else ""
+        if t.get("status") == "unrunnable":  # say why there is no time, where the time would be
+            p50, p90 = "not timed: " + str(t.get("reason", "")).replace("|", "\\|"), ""
         lines.append(f"| {v['variant']} | {v['precision']} | {v['size_mb']} | {acc} | {delta} | {p50} | {p90} |")
+    timed = next(iter(timings.values()), None)
+    if timed is not None:
+        sequence = f", sequence {timed['seq_len']}" if timed.get("seq_len") else ""
+        lines += [
+            "",
+            f"Timed at batch {timed['batch_size']}{sequence}, {timed.get('threads')} threads, each in its own process.",
+        ]
     env = report.get("environment", {})
     gpus = ", ".join(g["name"] for g in env.get("gpus", [])) or "none"
     lines += [
