@@ -100,6 +100,14 @@ def _validation_data(artifact: Artifact, task: Any, options: QuantizeOptions) ->
     return data, how
 
 
+# What to try when a mode loses too much accuracy.
+RETRY_HINTS = {
+    "dynamic-int8": "try --mode fp16",
+    "static-int8": "try more --calib-samples, --calib-method entropy or percentile, or --mode fp16",
+    "fp16": "ship the FP32 export",
+}
+
+
 def check_accuracy_drop(
     what: str, parent_accuracy: float, accuracy: float, samples: int, max_drop: float | None, hint: str = ""
 ) -> float:
@@ -216,13 +224,7 @@ def quantize(
         parent = _score(parent_out, labels, artifact.labels)
         metrics = _score(out_q, labels, artifact.labels)
         delta = check_accuracy_drop(
-            mode,
-            parent["accuracy"],
-            metrics["accuracy"],
-            metrics["samples"],
-            max_drop,
-            "try --mode "
-            + ("static-int8 with more --calib-samples or --calib-method entropy" if mode == "static-int8" else "fp16"),
+            mode, parent["accuracy"], metrics["accuracy"], metrics["samples"], max_drop, RETRY_HINTS[mode]
         )
         manifest["metrics"] = {
             "accuracy": metrics["accuracy"],
