@@ -452,7 +452,7 @@ def explain(profile: Profile) -> list[str]:
         samples = (quant.calibration_samples or 300) if section.target == "openvino" else 100
         words = _COMPILED_PRECISION[section.target][section.precision or "fp32"].format(samples=samples)
         lines.append(f"precision: {words}")
-        lines.append(f"ONNX Runtime artifacts (built beside it, to compare): {ort}")
+        lines.append(f"compared with: ONNX Runtime artifacts built beside it, {ort}")
     else:
         lines.append(f"precision: {ort}")
     if quant.max_accuracy_drop is not None:
@@ -473,6 +473,7 @@ def explain(profile: Profile) -> list[str]:
                     _span("sequence", section.seq_len, "from the model (text)"),
                 )
             )
+            + ("; the sequence is cut to a model's max length where that is shorter" if section.seq_len else "")
         )
     else:
         lines.append("shapes: dynamic: ONNX Runtime takes any batch and sequence length")
