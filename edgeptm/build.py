@@ -28,7 +28,7 @@ REPORT_SCHEMA_VERSION = 1
 @dataclass
 class BuildOptions:
     profile: str | Profile | None = None
-    calib: str | None = None  # static-int8: calibration inputs (default: the checkpoint's training sample)
+    calib: str | None = None  # static INT8, NNCF and PT2E calibration inputs (default: the checkpoint's sample)
     val: str | None = None  # labelled data to score on (default: the checkpoint's validation split)
     bench: bool = True
     duration: float | None = None  # bench: seconds per variant instead of the profile's iteration count
@@ -66,6 +66,16 @@ def _run(stage: Stage, work: Callable[[], Any], skippable: bool = False) -> Any:
     if isinstance(result, Artifact):
         stage.artifact = str(result.path)
     return result
+
+
+def _calibrates(target: str | None, profile: Profile, task: str) -> bool:
+    """Whether compile calibrates for this profile: NNCF INT8 (OpenVINO from the FP32 export), PT2E
+    INT8 with static activation scales (ExecuTorch, images)."""
+    from edgeptm.compile.executorch import SCHEMES
+
+    if profile.compile.precision != "int8":
+        return False
+    return target == "openvino" or (target == "executorch" and SCHEMES.get(task, "static") == "static")
 
 
 def _needs_runtime(target: str, device: str) -> None:
@@ -131,12 +141,12 @@ def build(
             compile_stage.status = "skipped"
             compile_stage.detail = "the profile compiles nothing: ONNX Runtime runs the ONNX artifacts directly"
         else:
-            from edgeptm.compile import ONLY_FOR, TARGETS
+            from edgeptm.compile import TARGETS
 
             # aoti/executorch compile the checkpoint; OpenVINO quantizes the FP32 export itself (NNCF)
             parent = source if "checkpoint" in TARGETS[target][1] else (onnx if target == "openvino" else quantized)
-            # --calib reaches the compilers that calibrate (NNCF, PT2E), as it reaches static INT8
-            calib = options.calib if target in ONLY_FOR["calib"] else None
+            # --calib reaches the compilers that calibrate (NNCF; PT2E for images), as it reaches static INT8
+            calib = options.calib if _calibrates(target, profile, source.task) else None
             compile_options = CompileOptions(profile=profile, calib=calib)
 
             def compile_engine() -> Artifact:
@@ -146,6 +156,7 @@ def build(
             engine = _run(compile_stage, compile_engine, skippable=True)
             if engine is None:
                 command = f"edgeptm compile {parent.path} --profile {profile.name} --out {out / 'engine'}"
+                command += f" --calib {calib}" if calib else ""
                 compile_stage.detail += f". On the device, run: {command}"
             else:
                 variants.append((f"{target} engine", engine))
@@ -228,10 +239,8 @@ def markdown(report: dict[str, Any]) -> str:
     timed = next(iter(timings.values()), None)
     if timed is not None:
         sequence = f", sequence {timed['seq_len']}" if timed.get("seq_len") else ""
-        lines += [
-            "",
-            f"Timed at batch {timed['batch_size']}{sequence}, {timed.get('threads')} threads, each in its own process.",
-        ]
+        threads = f"{timed['threads']} threads" if timed.get("threads") else "the runtime's default threads"
+        lines += ["", f"Timed at batch {timed['batch_size']}{sequence}, {threads}, each in its own process."]
     env = report.get("environment", {})
     gpus = ", ".join(g["name"] for g in env.get("gpus", [])) or "none"
     lines += [

@@ -235,6 +235,17 @@ def _check_targets(profile: Profile, path: Path) -> None:
         raise ProfileError(
             f"{path}: runtime.backend '{backend}' runs an engine that 'compile' builds: set compile.target: {backend}"
         )
+    if section.precision is not None and section.target not in ("openvino", "executorch"):
+        raise ProfileError(
+            f"{path}: compile.precision is for compile.target openvino or executorch, not {section.target}"
+            + (
+                ": TensorRT builds the precision of the graph (set quantize.mode)"
+                if section.target == "tensorrt"
+                else ""
+            )
+        )
+    if section.target == "executorch" and section.precision == "bf16":
+        raise ProfileError(f"{path}: compile.precision 'bf16': ExecuTorch's XNNPACK target builds fp32 or int8")
     if section.target == "tensorrt" and device.family == "cpu":
         raise ProfileError(
             f"{path}: compile.target 'tensorrt' needs an NVIDIA GPU, but device.family is 'cpu' (use gpu or jetson)"
@@ -456,7 +467,8 @@ def explain(profile: Profile) -> list[str]:
     else:
         lines.append(f"precision: {ort}")
     if quant.max_accuracy_drop is not None:
-        stages = "quantize and compile write" if section.target in _COMPILED_PRECISION else "quantize writes"
+        compiled = section.target in _COMPILED_PRECISION and section.precision not in (None, "fp32")
+        stages = "quantize and compile write" if compiled else "quantize writes"
         lines.append(
             f"accuracy guard: {stages} nothing if accuracy drops more than {quant.max_accuracy_drop:g} "
             f"point{'' if quant.max_accuracy_drop == 1 else 's'}"

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from edgeptm.build import BuildOptions, build
+from edgeptm.build import BuildOptions, build, markdown
 from edgeptm.cli import cli
 from edgeptm.errors import UsageError
 
@@ -34,12 +34,14 @@ def test_cpu_profile_builds_quantizes_and_benches(tiny_checkpoint, tmp_path: Pat
 
 
 def test_openvino_profile_compiles_an_int8_ir_and_benches_it_beside_onnx_runtime(tiny_checkpoint, tmp_path) -> None:
-    out = tmp_path / "ov"
-    report = build(tiny_checkpoint, out, BuildOptions(profile="cpu-x86-openvino", duration=0.2))
+    out, texts = tmp_path / "ov", tmp_path / "texts.csv"
+    texts.write_text("text\n" + "".join(f"a line about film number {i}\n" for i in range(12)))
+    report = build(tiny_checkpoint, out, BuildOptions(profile="cpu-x86-openvino", duration=0.2, calib=str(texts)))
     stages = {s["name"]: s for s in report["stages"]}
     assert [s["status"] for s in report["stages"]] == ["done"] * 4
     engine = stages["compile (openvino)"]["record"]
     assert engine["compile"]["precision"] == "int8 (NNCF)" and engine["compile"]["static_shapes"]
+    assert engine["compile"]["calibration"]["source"].startswith(f"--calib {texts} (12 inputs)")  # build's --calib
     longest = tiny_checkpoint.preprocessing["max_length"]  # the profile's 128 tokens, cut to the model's length
     assert engine["compile"]["shapes"]["input_ids"]["opt"] == [1, min(128, longest)]
     assert engine["metrics"]["max_accuracy_drop"] == 1.0 and engine["metrics"]["accuracy"] is not None
@@ -84,3 +86,26 @@ def test_bad_requests_fail_before_any_work(tiny_checkpoint, tiny_onnx, tmp_path:
     assert result.exit_code == 1 and "not empty" in result.output and (busy / "keep.txt").read_text() == "mine"
     result = CliRunner().invoke(cli, ["build", str(tiny_checkpoint.path), "--profile", "jetson-nope", "--out", "x"])
     assert result.exit_code == 1 and "unknown profile 'jetson-nope'" in result.output
+
+
+def test_report_says_why_a_variant_was_not_timed() -> None:
+    report = {
+        "profile": {"name": "p", "description": "d"},
+        "checkpoint": "ckpt",
+        "stages": [],
+        "variants": [
+            {"variant": "ONNX Runtime FP32", "artifact": "a", "precision": "fp32", "size_mb": 1.0},
+            {"variant": "openvino engine", "artifact": "b", "precision": "int8", "size_mb": 0.3},
+        ],
+        "bench": {
+            "results": [
+                {"artifact": "a", "status": "ok", "p50_ms": 1.0, "p90_ms": 1.5, "batch_size": 1, "seq_len": 32},
+                {"artifact": "b", "status": "unrunnable", "reason": "BackendError: shape 1x128, IR is 1x32 | x"},
+            ]
+        },
+        "environment": {"cpu": "c", "cpu_count": 2},
+    }
+    text = markdown(report)
+    assert "| openvino engine | int8 | 0.3 |  |  | not timed: BackendError: shape 1x128, IR is 1x32 \\| x |  |" in text
+    assert "| ONNX Runtime FP32 | fp32 | 1.0 |  |  | 1.000 | 1.500 |" in text
+    assert "Timed at batch 1, sequence 32, the runtime's default threads" in text

@@ -8,7 +8,13 @@ from edgeptm.cli.common import force_option, options, out_option
 @click.command(name="build")
 @click.argument("checkpoint", type=click.Path())
 @click.option("--profile", required=True, help="Device profile: a name from 'edgeptm profiles list', or a .yaml path.")
-@click.option("--calib", type=click.Path(exists=True), default=None, help="static-int8: calibration inputs.")
+@click.option(
+    "--calib",
+    type=click.Path(exists=True),
+    default=None,
+    help="Calibration inputs for static INT8 and for compile's NNCF/PT2E INT8 [default: the checkpoint's "
+    "training sample].",
+)
 @click.option("--val", type=click.Path(exists=True), default=None, help="Labelled data to score every variant on.")
 @click.option("--bench/--no-bench", default=True, show_default=True, help="Time every variant that runs here.")
 @click.option("--duration", type=click.FloatRange(min=0.1), default=None, help="Bench: seconds per variant.")

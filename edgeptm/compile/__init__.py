@@ -37,6 +37,11 @@ ONLY_FOR: dict[str, tuple[str, ...]] = {
     "max_accuracy_drop": ("openvino", "executorch"),
 }
 
+_ONLY_FOR_WHY = {
+    ("tensorrt", "precision"): ": TensorRT builds the precision of the graph (quantize or export it first)",
+    ("tensorrt", "calib"): ": TensorRT builds the Q/DQ graph that 'quantize --mode static-int8 --calib PATH' writes",
+}
+
 
 @dataclass
 class CompileOptions:
@@ -158,16 +163,14 @@ def compile(  # noqa: A001 - the stage is called compile, as in the CLI
         if getattr(options, key) is not None and name not in targets:
             raise UsageError(
                 f"--{key.replace('_', '-')} is for --target {' or '.join(targets)}, not {name}"
-                + (
-                    ": TensorRT takes the precision of the graph (quantize or export it first)"
-                    if name == "tensorrt"
-                    else ""
-                )
+                + (_ONLY_FOR_WHY.get((name, key), ""))
             )
-    for key in ("max_batch", "max_seq_len"):
+    for key in ("max_batch", "max_seq_len", "calib_samples"):
         value = getattr(options, key)
         if value is not None and value < 1:
             raise UsageError(f"--{key.replace('_', '-')} must be >= 1, got {value}")
+    if options.max_accuracy_drop is not None and options.max_accuracy_drop < 0:
+        raise UsageError(f"--max-accuracy-drop must be >= 0, got {options.max_accuracy_drop}")
     out = Path(out)
     artifact = open_stage_source(source, out, force, f"compile --target {name}", accepts, lambda a: a.kind in kinds)
     module_name, function = target.split(":")

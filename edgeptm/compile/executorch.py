@@ -41,8 +41,8 @@ CALIB_BATCH = 32  # calibration inputs per observed call (see _calibration_graph
 DELEGATE = "XnnpackBackend"  # the name the runtime registers the XNNPACK delegate under
 # INT8 gates against eager FP32. On the checkpoint's own validation inputs: top-1 agreement only.
 # A classifier's logits near a decision boundary swing with any rounding, so cosine would refuse
-# good programs; the accuracy on the labelled split (held to the profile's
-# quantize.max_accuracy_drop) is the real check, and a program fed the wrong inputs agrees on
+# good programs; the accuracy on the labelled split (held to --max-accuracy-drop, else the
+# profile's quantize.max_accuracy_drop) is the real check, and a program fed the wrong inputs agrees on
 # ~1/classes. Without a validation split (an as-is model) the inputs are stand-ins (synthetic
 # images, sample texts) on which a 1000-class model's logits are nearly flat, so its top label is
 # noise: EfficientNet-Lite0 INT8 agrees with FP32 on 0.83 (ONNX Runtime QDQ) and 0.86 (this
@@ -140,7 +140,7 @@ def _encode(preprocessor: Any, items: list[Any], shape: list[int], text: bool) -
 
 
 def calibration_inputs(artifact: Artifact, limit: int, path: str | None = None) -> tuple[list[Any], str]:
-    """``limit`` calibration inputs (the same seeded draw as ``quantize``'s and NNCF's): from ``path``
+    """``limit`` calibration inputs (``tasks.draw_calibration``, as for quantize and NNCF): from ``path``
     when given, else the training sample the checkpoint carries; a UsageError saying what to do
     without either."""
     from edgeptm.tasks import draw_calibration
@@ -298,6 +298,13 @@ def build(artifact: Artifact, writer: Any, options: Any) -> dict[str, Any]:
     names = [i["name"] for i in artifact.manifest["io"]["inputs"]]
     plans = program_shapes(artifact, options)
     scheme = SCHEMES.get(artifact.task, "static")
+    if (options.calib or options.calib_samples is not None) and not (precision == "int8" and scheme == "static"):
+        why = (
+            f"--precision {precision} calibrates nothing"
+            if precision != "int8"
+            else (f"INT8 {artifact.task} programs scale activations per call (dynamic): there is nothing to calibrate")
+        )
+        raise UsageError(f"--calib/--calib-samples: {why}")
     # Static activation scales need calibration data: refused before any work when there is none.
     calib = calibration_inputs(artifact, limit, options.calib) if precision == "int8" and scheme == "static" else None
 
@@ -409,8 +416,8 @@ def _validate(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The program against eager FP32 PyTorch on the validation inputs, then scored on the labelled
     split. FP32: every output within the model's export tolerance. INT8: top-1 agreement (mean
-    cosine on stand-in inputs), and the accuracy delta against the parent held to the profile's
-    quantize.max_accuracy_drop."""
+    cosine on stand-in inputs), and the accuracy delta against the parent held to
+    --max-accuracy-drop (else the profile's quantize.max_accuracy_drop)."""
     from edgeptm.exporter import compare_with_torch, validate_against_torch
     from edgeptm.metrics import evaluate_predictor
     from edgeptm.quantization import check_accuracy_drop

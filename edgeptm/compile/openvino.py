@@ -17,7 +17,8 @@ profile with batch [1,1,1] and seq_len [128,128,128]); OpenVINO specialises its 
 batch and sequence axes are dynamic within their bounds.
 
 The IR is checked against ONNX Runtime running the parent on its validation inputs, scored on its
-labelled split, and (int8, bf16) held to the profile's ``quantize.max_accuracy_drop``: the
+labelled split, and (int8, bf16) held to ``--max-accuracy-drop`` (else the profile's
+``quantize.max_accuracy_drop``): the
 accuracy before and after is in the manifest, as for every quantization.
 """
 
@@ -240,6 +241,13 @@ def build(artifact: Artifact, writer: Any, options: Any) -> dict[str, Any]:
     check_convertible(info, str(artifact.path), options.precision)
     precision = "int8" if info["qdq_nodes"] else resolve_precision(options)
     from_qdq = bool(info["qdq_nodes"])
+    if (options.calib or options.calib_samples is not None) and (from_qdq or precision != "int8"):
+        why = (
+            "this graph is already INT8 (Q/DQ), calibrated when it was quantized"
+            if from_qdq
+            else f"--precision {precision} calibrates nothing"
+        )
+        raise UsageError(f"--calib/--calib-samples: {why}")
     ranges = shape_ranges(artifact.manifest["io"]["inputs"], artifact.preprocessing, **options.shape_sources())
     static = is_static(ranges)
     section = options.profile.quantize if options.profile is not None else None
@@ -318,7 +326,12 @@ def build(artifact: Artifact, writer: Any, options: Any) -> dict[str, Any]:
     metrics = manifest["metrics"]
     if precision != "fp32" and metrics.get("accuracy") is not None and metrics.get("parent_accuracy") is not None:
         max_drop = pick(options.max_accuracy_drop, section and section.max_accuracy_drop, None)
-        hint = "try more --calib-samples, or --precision bf16" if precision == "int8" else "try --precision fp32"
+        if from_qdq:
+            hint = "quantize the FP32 parent again (more --calib-samples), or compile it with --precision int8 (NNCF)"
+        elif precision == "int8":
+            hint = "try more --calib-samples, or --precision bf16"
+        else:
+            hint = "try --precision fp32"
         check_accuracy_drop(
             f"{artifact.path}: OpenVINO {record['precision']}",
             metrics["parent_accuracy"],

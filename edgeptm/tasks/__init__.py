@@ -49,8 +49,8 @@ def draw_calibration(artifact: Any, limit: int, path: str | None = None) -> tupl
     """Up to ``limit`` calibration inputs and where they came from, for every calibrated stage
     (quantize's static INT8, NNCF, PT2E): from ``path`` (images: a folder or a path,label list;
     text: a file with a 'text' column) when given, else the training sample the artifact carries.
-    One seeded draw, so the same data calibrates every runtime; an empty list when there is none
-    (each stage says what to do then)."""
+    A seeded draw: the same count gives the same inputs on every run and for every runtime. An
+    empty list when there is none (each stage says what to do then)."""
     import random
 
     if limit < 1:
