@@ -48,6 +48,10 @@ def test_bench_side_by_side(tiny_checkpoint, tiny_onnx, tiny_int8):
     assert report["environment"]["packages"]["onnxruntime"]
     backends = [r["backend"] for r in report["results"]]
     assert backends == ["torch-eager", "onnxruntime-cpu", "onnxruntime-cpu"]
+    # what each runtime ran with, as it reports it: one thread asked, one thread used
+    settings = [r["backend_settings"] for r in report["results"]]
+    assert settings[0]["intra_op_threads"] == 1 and settings[0]["mode"] == "eager"
+    assert settings[1]["providers"] == ["CPUExecutionProvider"] and settings[1]["intra_op_threads"] == 1
     for r in report["results"]:
         assert all(k in r for k in REQUIRED)
         assert r["iterations"] == 12 and r["batch_size"] == 2 and r["seq_len"] == 16 and r["threads"] == 1

@@ -212,6 +212,9 @@ def test_predict_cli_and_bench_run_the_ir(static_ir) -> None:
     report = edgeptm.bench([static_ir.path], edgeptm.BenchOptions(iterations=5, warmup=1, rounds=1, seq_len=16))
     row = report["results"][0]
     assert row["status"] == "ok" and row["backend"] == "openvino-fp32" and row["p50_ms"] > 0
+    # what OpenVINO ran with, read back from the compiled model
+    assert row["backend_settings"]["performance_hint"] == "LATENCY" and row["backend_settings"]["streams"] == 1
+    assert row["backend_settings"]["inference_precision"] == "f32"
     # Another sequence length is a row saying why, not a crash.
     other = edgeptm.bench([static_ir.path], edgeptm.BenchOptions(iterations=5, warmup=1, rounds=1, seq_len=8))
     assert other["results"][0]["status"] == "unrunnable" and "static shape 1x16" in other["results"][0]["reason"]

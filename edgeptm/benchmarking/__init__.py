@@ -287,6 +287,7 @@ def _timed(
         end_to_end["timed"] = info["timed_end_to_end"]
     return {
         "backend": info["backend"],
+        "backend_settings": info.get("backend_settings"),
         "timed": info["timed"],
         **stats,
         "end_to_end": end_to_end,

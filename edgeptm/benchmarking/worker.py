@@ -66,6 +66,7 @@ class Session:
             "warmup_runs": warmup_runs,
             "warmup_settled": settled,
             "max_batch": getattr(predictor.backend, "max_batch", None),
+            "backend_settings": getattr(predictor.backend, "settings", None),
             "batch_size": batch_size,
         }
 

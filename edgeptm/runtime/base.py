@@ -20,6 +20,8 @@ class Backend(Protocol):
     name: str  # e.g. "onnxruntime-cpu", "torch-eager"
     input_names: list[str]
     threads: int | None
+    # Optional: ``settings``, a dict of what the runtime actually runs with (threads, providers,
+    # streams, precision), read back from it where it can say; benchmark rows record it.
 
     def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
 

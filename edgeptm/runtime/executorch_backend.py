@@ -126,6 +126,7 @@ class ExecuTorchBackend:
             self.sequence_bounds = (first["min"][i], first["max"][i])
         runtime = _runtime()
         self.threads = set_threads(threads) if threads else thread_count()
+        self.settings = {"delegate": "XNNPACK", "threadpool_threads": self.threads, "precision": self.precision}
         try:
             program = runtime.load_program(str(artifact.file("model")))
             self.method = program.load_method("forward")

@@ -66,6 +66,14 @@ class OrtBackend:
             raise BackendError(f"{path}: ONNX Runtime cannot load this model ({str(exc).splitlines()[0]})") from None
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_names = [o.name for o in self.session.get_outputs()]
+        # What the session runs with (benchmark reports record it beside the figures).
+        self.settings = {
+            "providers": self.session.get_providers(),
+            "intra_op_threads": threads or "onnxruntime default (one per physical core)",
+            "inter_op_threads": 1,
+            "graph_optimization": "ORT_ENABLE_ALL",
+            "disabled_optimizers": hints.get("disabled_optimizers") or [],
+        }
 
     def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         outputs = self.session.run(self.output_names, {k: feed[k] for k in self.input_names})

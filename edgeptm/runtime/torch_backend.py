@@ -17,6 +17,7 @@ class TorchBackend:
         if threads:
             torch.set_num_threads(threads)
         self.model = get_task(artifact.task).torch_model(artifact)
+        self.settings = {"torch": torch.__version__, "intra_op_threads": torch.get_num_threads(), "mode": "eager"}
         self.input_names = [i["name"] for i in artifact.manifest["io"]["inputs"]]
         self.output_names = [o["name"] for o in artifact.manifest["io"]["outputs"]]
 
