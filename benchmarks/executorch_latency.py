@@ -33,6 +33,7 @@ from vision_latency import imagenet_224  # noqa: E402  (ORT FP32 + QDQ INT8 at 2
 
 from edgeptm.benchmarking import BenchOptions, bench  # noqa: E402
 from edgeptm.cli.bench import format_report  # noqa: E402
+from edgeptm.environment import describe_lines
 
 TARGET_VS_ORT_QDQ = 0.85
 AGREEMENT_IMAGES = 500
@@ -144,9 +145,7 @@ def main() -> None:
     )
     report = bench(paths, options)
     print(format_report(report))
-    env = report["environment"]
-    print(f"\ncpu: {env['cpu']} ({', '.join(env['cpu_flags'])}), {env['cpu_count']} cores")
-    print("packages: " + ", ".join(f"{k} {v}" for k, v in env["packages"].items()))
+    print("\n" + "\n".join(describe_lines(report["environment"])))
 
     results = report["results"]
     by_path = {str(Path(r["artifact"]).resolve()): r for r in results}

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from edgeptm.benchmarking import BenchOptions, bench
 from edgeptm.cli.bench import format_report
+from edgeptm.environment import describe_lines
 
 TARGET = 0.30
 
@@ -43,9 +44,7 @@ def main() -> None:
         ),
     )
     print(format_report(report))
-    env = report["environment"]
-    print(f"\ncpu: {env['cpu']} ({', '.join(env['cpu_flags'])}), {env['cpu_count']} cores")
-    print("packages: " + ", ".join(f"{k} {v}" for k, v in env["packages"].items()))
+    print("\n" + "\n".join(describe_lines(report["environment"])))
     torch_p50, fp32_p50, int8_p50 = (r["p50_ms"] for r in report["results"])
     ratio = int8_p50 / torch_p50
     print(f"\nONNX Runtime FP32 / PyTorch FP32 p50: {fp32_p50 / torch_p50:.3f}")

@@ -41,6 +41,7 @@ from edgeptm.cli.bench import format_report
 from edgeptm.compile import CompileOptions, compile
 from edgeptm.exporter import ExportOptions, export
 from edgeptm.quantization import QuantizeOptions, quantize
+from edgeptm.environment import describe_lines
 
 TEXT_P50_MS = 5.5
 TEXT_VS_ORT_INT8 = 0.75
@@ -229,9 +230,7 @@ def main() -> None:
         print(f"## EfficientNet-Lite0 fine-tuned at 224x224, batch 1, {args.threads} threads\n")
         reports["vision"] = run(variants, args, args.vision_iterations, warmup=50)
         print("\n" + "\n".join(vision_summary(variants, _p50(reports["vision"], variants))) + "\n")
-    env = next(iter(reports.values()))["environment"]
-    print(f"cpu: {env['cpu']} ({', '.join(env['cpu_flags'])}), {env['cpu_count']} cores")
-    print("packages: " + ", ".join(f"{k} {v}" for k, v in env["packages"].items()))
+    print("\n".join(describe_lines(next(iter(reports.values()))["environment"])))
     if args.json:
         Path(args.json).write_text(json.dumps(reports, indent=2) + "\n")
 

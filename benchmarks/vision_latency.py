@@ -20,6 +20,7 @@ from pathlib import Path
 
 from edgeptm.benchmarking import BenchOptions, bench
 from edgeptm.cli.bench import format_report
+from edgeptm.environment import describe_lines
 
 TARGET_VS_ORT = 0.45
 TARGET_VS_TORCH = 0.25
@@ -67,9 +68,7 @@ def main() -> None:
     )
     report = bench(paths, options)
     print(format_report(report))
-    env = report["environment"]
-    print(f"\ncpu: {env['cpu']} ({', '.join(env['cpu_flags'])}), {env['cpu_count']} cores")
-    print("packages: " + ", ".join(f"{k} {v}" for k, v in env["packages"].items()))
+    print("\n" + "\n".join(describe_lines(report["environment"])))
     torch_p50, fp32_p50, int8_p50 = (r["p50_ms"] for r in report["results"][:3])
     for name, ratio, target in (
         ("ONNX Runtime FP32", int8_p50 / fp32_p50, TARGET_VS_ORT),

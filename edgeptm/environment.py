@@ -111,3 +111,11 @@ def describe() -> dict[str, Any]:
         "gpus": gpus(),
         "packages": package_versions(),
     }
+
+
+def describe_lines(env: dict[str, Any]) -> list[str]:
+    """A ``describe()`` record as the two lines benchmark scripts print under their tables."""
+    return [
+        f"cpu: {env['cpu']} ({', '.join(env['cpu_flags'])}), {env['cpu_count']} cores",
+        "packages: " + ", ".join(f"{k} {v}" for k, v in env["packages"].items()),
+    ]
