@@ -166,6 +166,8 @@ def test_graphs_openvino_cannot_take_are_refused_with_advice(tiny_onnx, plain, t
         compile(plain, out, CompileOptions(target="tensorrt", precision="int8"))
     with pytest.raises(UsageError, match="--calib/--calib-samples: --precision fp32 calibrates nothing"):
         compile(plain, out, CompileOptions(target="openvino", precision="fp32", calib_samples=8))
+    with pytest.raises(UsageError, match="--max-accuracy-drop: an FP32 IR loses no accuracy"):
+        compile(plain, out, CompileOptions(target="openvino", precision="fp32", max_accuracy_drop=1))
     with pytest.raises(UsageError, match="--max-accuracy-drop must be >= 0"):
         compile(plain, out, CompileOptions(target="openvino", max_accuracy_drop=-1))
     assert not out.exists()

@@ -305,6 +305,8 @@ def build(artifact: Artifact, writer: Any, options: Any) -> dict[str, Any]:
             else (f"INT8 {artifact.task} programs scale activations per call (dynamic): there is nothing to calibrate")
         )
         raise UsageError(f"--calib/--calib-samples: {why}")
+    if options.max_accuracy_drop is not None and precision == "fp32":
+        raise UsageError("--max-accuracy-drop: an FP32 program loses no accuracy to guard (it is for int8)")
     # Static activation scales need calibration data: refused before any work when there is none.
     calib = calibration_inputs(artifact, limit, options.calib) if precision == "int8" and scheme == "static" else None
 

@@ -248,6 +248,8 @@ def build(artifact: Artifact, writer: Any, options: Any) -> dict[str, Any]:
             else f"--precision {precision} calibrates nothing"
         )
         raise UsageError(f"--calib/--calib-samples: {why}")
+    if options.max_accuracy_drop is not None and precision == "fp32":
+        raise UsageError("--max-accuracy-drop: an FP32 IR loses no accuracy to guard (it is for int8 and bf16)")
     ranges = shape_ranges(artifact.manifest["io"]["inputs"], artifact.preprocessing, **options.shape_sources())
     static = is_static(ranges)
     section = options.profile.quantize if options.profile is not None else None
