@@ -19,6 +19,30 @@ from edgeptm.errors import BackendError, UsageError
 pytest.importorskip("executorch", reason="ExecuTorch is not installed (pip install executorch)")
 
 
+def test_symmetric_same_padding_folds_into_the_convolution_and_asymmetric_stays() -> None:
+    """TF-style "same" padding: a stride-1 pad is symmetric (folded), a stride-2 pad is not."""
+    import torch
+
+    from edgeptm.compile.executorch import fold_symmetric_pads
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.ZeroPad2d(1),
+        torch.nn.Conv2d(3, 4, 3),  # symmetric
+        torch.nn.ZeroPad2d((0, 1, 0, 1)),
+        torch.nn.Conv2d(4, 4, 3, stride=2),  # asymmetric
+        torch.nn.ZeroPad2d(2),
+        torch.nn.Conv2d(4, 4, 5, groups=4),  # symmetric, depthwise
+    ).eval()
+    x = torch.randn(2, 3, 16, 16)
+    graph = torch.export.export(model, (x,)).module()
+    assert fold_symmetric_pads(graph) == 2
+    pads = [n for n in graph.graph.nodes if n.op == "call_function" and "pad" in str(n.target)]
+    assert [list(n.args[1]) for n in pads] == [[0, 1, 0, 1]]
+    torch.testing.assert_close(graph(x), model(x), rtol=0, atol=1e-6)
+    assert fold_symmetric_pads(graph) == 0  # nothing left to fold
+
+
 @pytest.fixture(scope="module")
 def image_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from test_vision import write_colour_images
