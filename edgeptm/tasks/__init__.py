@@ -58,6 +58,8 @@ def draw_calibration(artifact: Any, limit: int, path: str | None = None) -> tupl
     task = get_task(artifact.task)
     if path:
         inputs, source = list(task.read_calibration(path)), f"--calib {path}"
+        if not inputs:
+            raise DataError(f"--calib {path}: no usable calibration inputs in it")
     else:
         inputs, source = list(task.calibration_inputs(artifact) or []), "training sample carried by the artifact"
     if len(inputs) > limit:
