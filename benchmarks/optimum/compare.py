@@ -93,7 +93,8 @@ def variants(root: Path, optimum: Path, diagnostic: bool) -> list[dict[str, Any]
 # ----------------------------------------------------------------------------------------- worker
 
 
-def _ort_session(path: str, threads: int, disabled: list[str] | None) -> Any:
+def session_options(threads: int) -> Any:
+    """The ONNX Runtime session every variant runs with (graph_report.py profiles the same one)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -102,8 +103,17 @@ def _ort_session(path: str, threads: int, disabled: list[str] | None) -> Any:
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
+    return options
+
+
+def _ort_session(path: str, threads: int, disabled: list[str] | None) -> Any:
+    import onnxruntime as ort
+
     return ort.InferenceSession(
-        path, sess_options=options, providers=["CPUExecutionProvider"], disabled_optimizers=disabled or None
+        path,
+        sess_options=session_options(threads),
+        providers=["CPUExecutionProvider"],
+        disabled_optimizers=disabled or None,
     )
 
 

@@ -25,7 +25,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from compare import variants  # noqa: E402
+from compare import session_options, variants  # noqa: E402
 
 
 def onnx_file(row: dict) -> tuple[Path, list[str] | None]:
@@ -44,24 +44,12 @@ def op_counts(path: Path) -> collections.Counter:
     return collections.Counter(n.op_type for n in model.graph.node if n.op_type != "Constant")
 
 
-def _options(threads: int):
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    return options
-
-
 def runtime_ops(path: Path, disabled: list[str] | None, threads: int) -> collections.Counter:
     """Operator counts of the graph ONNX Runtime actually runs (after its session-level rewrites)."""
     import onnxruntime as ort
 
     with tempfile.TemporaryDirectory() as tmp:
-        options = _options(threads)
+        options = session_options(threads)
         options.optimized_model_filepath = os.path.join(tmp, "optimized.onnx")
         ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"],
                              disabled_optimizers=disabled)
@@ -76,7 +64,7 @@ def profile(files: dict, feed: dict, runs: int, threads: int, block: int = 10) -
     with tempfile.TemporaryDirectory() as tmp:
         sessions = {}
         for i, (name, (path, disabled)) in enumerate(files.items()):
-            options = _options(threads)
+            options = session_options(threads)
             options.enable_profiling = True
             options.profile_file_prefix = os.path.join(tmp, f"profile{i}")
             session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"],
