@@ -71,11 +71,11 @@ def _run(stage: Stage, work: Callable[[], Any], skippable: bool = False) -> Any:
 def _calibrates(target: str | None, profile: Profile, task: str) -> bool:
     """Whether compile calibrates for this profile: NNCF INT8 (OpenVINO from the FP32 export), PT2E
     INT8 with static activation scales (ExecuTorch, images)."""
-    from edgeptm.compile.executorch import SCHEMES
+    from edgeptm.compile import executorch
 
     if profile.compile.precision != "int8":
         return False
-    return target == "openvino" or (target == "executorch" and SCHEMES.get(task, "static") == "static")
+    return target == "openvino" or (target == "executorch" and executorch.calibrates(task, "int8"))
 
 
 def _needs_runtime(target: str, device: str) -> None:

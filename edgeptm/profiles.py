@@ -229,23 +229,29 @@ def _check_compile(profile: Profile, path: Path) -> None:
 
 def _check_targets(profile: Profile, path: Path) -> None:
     """Settings that are valid alone but cannot work together."""
+    from edgeptm.compile import ONLY_FOR, executorch
+
     device, section = profile.device, profile.compile
     backend = profile.runtime.backend
     if backend in COMPILE_TARGETS and section.target != backend:
         raise ProfileError(
             f"{path}: runtime.backend '{backend}' runs an engine that 'compile' builds: set compile.target: {backend}"
         )
-    if section.precision is not None and section.target not in ("openvino", "executorch"):
+    takes_precision = " or ".join(ONLY_FOR["precision"])
+    if section.precision is not None and section.target not in ONLY_FOR["precision"]:
         raise ProfileError(
-            f"{path}: compile.precision is for compile.target openvino or executorch, not {section.target}"
+            f"{path}: compile.precision is for compile.target {takes_precision}, not {section.target}"
             + (
                 ": TensorRT builds the precision of the graph (set quantize.mode)"
                 if section.target == "tensorrt"
                 else ""
             )
         )
-    if section.target == "executorch" and section.precision == "bf16":
-        raise ProfileError(f"{path}: compile.precision 'bf16': ExecuTorch's XNNPACK target builds fp32 or int8")
+    if section.target == "executorch" and section.precision not in (None, *executorch.PRECISIONS):
+        raise ProfileError(
+            f"{path}: compile.precision '{section.precision}': ExecuTorch's XNNPACK target builds "
+            f"{' or '.join(executorch.PRECISIONS)}"
+        )
     if section.target == "tensorrt" and device.family == "cpu":
         raise ProfileError(
             f"{path}: compile.target 'tensorrt' needs an NVIDIA GPU, but device.family is 'cpu' (use gpu or jetson)"
@@ -388,6 +394,8 @@ def explain(profile: Profile) -> list[str]:
     why, the precision per task and what TensorRT 10 and 11 make of it, shapes, build settings,
     threads, the bench, what the device needs installed, and the command that uses the profile.
     Returned, not printed: the CLI prints (``edgeptm profiles show``)."""
+    from edgeptm.compile import executorch, openvino
+
     device, quant, section, runtime, bench = (
         profile.device,
         profile.quantize,
@@ -459,8 +467,12 @@ def explain(profile: Profile) -> list[str]:
         how.append("per-channel weight scales" if quant.per_channel else "per-tensor weight scales")
     ort = f"{_MODE_WORDS[quant.mode]}" + (f"; {', '.join(how)}" if how else "")
     if section.target in _COMPILED_PRECISION:
-        # NNCF takes the profile's calibration_samples (default 300); PT2E its own 100 (observers are slow).
-        samples = (quant.calibration_samples or 300) if section.target == "openvino" else 100
+        # NNCF takes the profile's calibration_samples; PT2E its own default (its observers are slow).
+        samples = (
+            (quant.calibration_samples or openvino.DEFAULT_CALIB_SAMPLES)
+            if section.target == "openvino"
+            else executorch.DEFAULT_CALIB_SAMPLES
+        )
         words = _COMPILED_PRECISION[section.target][section.precision or "fp32"].format(samples=samples)
         lines.append(f"precision: {words}")
         lines.append(f"compared with: ONNX Runtime artifacts built beside it, {ort}")

@@ -165,7 +165,7 @@ def compile(  # noqa: A001 - the stage is called compile, as in the CLI
                 f"--{key.replace('_', '-')} is for --target {' or '.join(targets)}, not {name}"
                 + (_ONLY_FOR_WHY.get((name, key), ""))
             )
-    for key in ("max_batch", "max_seq_len", "calib_samples"):
+    for key in ("max_batch", "max_seq_len"):  # --calib-samples: tasks.draw_calibration checks it
         value = getattr(options, key)
         if value is not None and value < 1:
             raise UsageError(f"--{key.replace('_', '-')} must be >= 1, got {value}")

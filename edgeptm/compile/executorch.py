@@ -65,6 +65,11 @@ def import_executorch() -> str:
     return str(__version__)
 
 
+def calibrates(task: str, precision: str) -> bool:
+    """INT8 with static activation scales (images) calibrates; text scales activations per call."""
+    return precision == "int8" and SCHEMES.get(task, "static") == "static"
+
+
 def resolve_precision(options: Any) -> str:
     """--precision beats the profile's compile.precision, which beats fp32."""
     section = options.profile.compile if getattr(options.profile, "compile", None) else None
@@ -347,7 +352,7 @@ def build(artifact: Artifact, writer: Any, options: Any) -> dict[str, Any]:
     names = [i["name"] for i in artifact.manifest["io"]["inputs"]]
     plans = program_shapes(artifact, options)
     scheme = SCHEMES.get(artifact.task, "static")
-    if (options.calib or options.calib_samples is not None) and not (precision == "int8" and scheme == "static"):
+    if (options.calib or options.calib_samples is not None) and not calibrates(artifact.task, precision):
         why = (
             f"--precision {precision} calibrates nothing"
             if precision != "int8"
@@ -357,7 +362,7 @@ def build(artifact: Artifact, writer: Any, options: Any) -> dict[str, Any]:
     if options.max_accuracy_drop is not None and precision == "fp32":
         raise UsageError("--max-accuracy-drop: an FP32 program loses no accuracy to guard (it is for int8)")
     # Static activation scales need calibration data: refused before any work when there is none.
-    calib = calibration_inputs(artifact, limit, options.calib) if precision == "int8" and scheme == "static" else None
+    calib = calibration_inputs(artifact, limit, options.calib) if calibrates(artifact.task, precision) else None
 
     from edgeptm.runtime.executorch_backend import quiet_import
 
