@@ -86,6 +86,9 @@ def cli(quiet: bool, verbose: bool) -> None:
     level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
     logging.basicConfig(level=logging.WARNING, format="edgeptm: %(message)s")
     logging.getLogger("edgeptm").setLevel(level)
+    # transformers imports torchao (installed for ExecuTorch), whose Enum registrations torch
+    # deprecates with two warnings per process: noise about third-party internals, not the user's model.
+    logging.getLogger("torch.utils._pytree").addFilter(lambda r: "register_constant() on Enum" not in r.getMessage())
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
