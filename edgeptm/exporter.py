@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from edgeptm.artifacts import Artifact, ArtifactWriter, open_stage_source
-from edgeptm.errors import ExportError
+from edgeptm.errors import ExportError, UsageError
 from edgeptm.profiles import Profile, pick, resolve_profile
 from edgeptm.tasks import carried_val_data, get_task
 
@@ -36,8 +36,28 @@ class ExportOptions:
     opset: int | None = None
     optimize: bool | None = None
     atol: float | None = None  # default: the model's own tolerance, recorded at fine-tuning
+    max_length: int | None = None  # text: longest sequence served; default the checkpoint's (as fine-tuned)
     profile: str | Profile | None = None
     validation_samples: int = VALIDATION_SAMPLES
+
+
+def serving_preprocessing(artifact: Artifact, max_length: int | None) -> dict[str, Any]:
+    """The checkpoint's preprocessing, serving texts up to ``max_length`` tokens when asked: a
+    model fine-tuned on short texts can serve longer ones, up to its encoder's position limit."""
+    from edgeptm.models.text import artifact_position_limit
+
+    preprocessing = dict(artifact.preprocessing)
+    if max_length is None:
+        return preprocessing
+    if "max_length" not in preprocessing:
+        raise UsageError(f"{artifact.path}: --max-length is for text models; this one takes images")
+    if max_length < 1:
+        raise UsageError(f"--max-length must be >= 1, got {max_length}")
+    limit = artifact_position_limit(artifact)
+    if limit is not None and max_length > limit:
+        raise UsageError(f"{artifact.path}: --max-length {max_length} exceeds what its encoder takes ({limit} tokens)")
+    preprocessing["max_length"] = max_length
+    return preprocessing
 
 
 def _torch_export(
@@ -170,6 +190,11 @@ def export(
     optimize = pick(options.optimize, profile and profile.export.optimize, True)
     model_info = artifact.manifest["model"]
     atol = pick(options.atol, model_info.get("export_atol"), 1e-3)
+    preprocessing = serving_preprocessing(artifact, options.max_length)
+    lengths = {}  # text: what the artifact serves, and what it was fine-tuned at
+    if "max_length" in preprocessing:
+        served, tuned = preprocessing["max_length"], artifact.preprocessing["max_length"]
+        lengths["max_length"] = {"served": served, "checkpoint": tuned}
     task = get_task(artifact.task)
     family = task.family(artifact)
 
@@ -214,13 +239,14 @@ def export(
             "labels": artifact.labels,
             "model": model_info,
             "io": artifact.manifest["io"],
-            "preprocessing": artifact.preprocessing,
+            "preprocessing": preprocessing,
             "precision": "fp32",
             "parents": [artifact.as_parent()],
             "export": {
                 "exporter": f"torch.onnx (TorchScript, dynamo=False) torch {torch.__version__}",
                 "opset": opset,
                 "dynamic_axes": {n: list(axes.values()) for n, axes in task.dynamic_axes(artifact).items()},
+                **lengths,
                 "optimization": optimization,
                 "graph_nodes": len(graph.graph.node),
                 "export_seconds": round(export_seconds, 1),

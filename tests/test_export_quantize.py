@@ -85,6 +85,26 @@ def test_tolerance_violation_names_output_and_writes_nothing(tiny_checkpoint, tm
     assert not (tmp_path / "x").exists() and list(tmp_path.iterdir()) == []
 
 
+def test_export_serves_longer_texts_than_fine_tuned(tiny_checkpoint, tmp_path: Path):
+    """Fine-tuned at 32 tokens, served at up to 96 (the tiny BERT has 128 positions): the ONNX model
+    matches PyTorch on a text longer than the checkpoint's cut, and 129 is refused."""
+    from edgeptm.exporter import compare_with_torch
+    from edgeptm.tasks import get_task
+
+    art = export(tiny_checkpoint, tmp_path / "long", ExportOptions(max_length=96))
+    assert art.preprocessing["max_length"] == 96 and tiny_checkpoint.preprocessing["max_length"] == 32
+    assert art.manifest["export"]["max_length"] == {"served": 96, "checkpoint": 32}
+    long_text = " ".join(["a warm, funny and beautifully shot film"] * 20)
+    model = get_task(art.task).torch_model(tiny_checkpoint)
+    with edgeptm.load(art.path) as predictor:
+        assert predictor.encode([long_text])["input_ids"].shape == (1, 96)
+        check = compare_with_torch(model, predictor, [long_text, "short"])
+    assert check["max_abs_diff"] < 1e-4, check
+    with pytest.raises(UsageError, match=r"--max-length 129 exceeds what its encoder takes \(128 tokens\)"):
+        export(tiny_checkpoint, tmp_path / "x", ExportOptions(max_length=129))
+    assert not (tmp_path / "x").exists()
+
+
 def test_export_takes_only_checkpoints(tiny_onnx, tmp_path: Path):
     with pytest.raises(UsageError, match="takes a checkpoint"):
         export(tiny_onnx, tmp_path / "x")

@@ -129,7 +129,9 @@ def test_bad_options_fail_before_work(tiny_hf_dir: Path, tmp_path: Path):
     val.write_text("text,label\ngreat,positive\nso so,neutral\n")
     with pytest.raises(DataError, match="label 'neutral' never appears"):
         finetune(tiny_options(tiny_hf_dir, val=str(val)), tmp_path / "c")
-    assert not any(p.name in ("a", "b", "c") for p in tmp_path.iterdir())
+    with pytest.raises(UsageError, match=r"--max-length 129 exceeds what .* takes \(128 tokens\)"):
+        finetune(tiny_options(tiny_hf_dir, max_length=129), tmp_path / "d")  # the tiny BERT has 128 positions
+    assert not any(p.name in ("a", "b", "c", "d") for p in tmp_path.iterdir())
 
 
 def test_torchrun_data_parallel(tiny_hf_dir: Path, tmp_path: Path):

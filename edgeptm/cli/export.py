@@ -13,6 +13,13 @@ from edgeptm.cli.common import force_option, options, out_option, profile_option
     default=None,
     help="ONNX Runtime transformer fusions [default: on]; off keeps a plain graph for other runtimes.",
 )
+@click.option(
+    "--max-length",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Text: longest sequence the artifact serves, up to the encoder's limit [default: the checkpoint's, as "
+    "fine-tuned]; validation and accuracy are measured at it.",
+)
 @click.option("--atol", type=float, default=None, help="Max |logit difference| vs PyTorch [default: the model's].")
 @options(profile_option, out_option, force_option)
 def command(checkpoint: str, out: str, force: bool, **kwargs) -> None:
@@ -30,6 +37,9 @@ def command(checkpoint: str, out: str, force: bool, **kwargs) -> None:
         f"onnx: {artifact.path} (opset {e['opset']}; fused: "
         f"{', '.join(f'{k} x{n}' for k, n in fused.items()) or 'none'})"
     )
+    lengths = e.get("max_length") or {}
+    if lengths.get("served") != lengths.get("checkpoint"):
+        click.echo(f"serves texts up to {lengths['served']} tokens (checkpoint: {lengths['checkpoint']})")
     accuracy = f"val accuracy {m['accuracy']:.4f}" if m.get("accuracy") is not None else "no labelled data"
     click.echo(
         f"vs PyTorch: max |output diff| {v['max_abs_diff']:.2e} (tolerance {v['atol']:g}), min cosine "

@@ -97,8 +97,8 @@ def shape_ranges(
     if longest and sequence and sequence[2] > int(longest):
         raise UsageError(
             f"sequence max {sequence[2]} exceeds the model's max length {longest} (the length its texts are cut "
-            f"to, as fine-tuned); ask for at most {longest}, or fine-tune with --max-length {sequence[2]} to serve "
-            "longer texts"
+            f"to); ask for at most {longest}, or serve longer texts from an artifact made for them: 'edgeptm export "
+            f"CHECKPOINT --max-length {sequence[2]}' (ONNX targets) or fine-tuning with --max-length {sequence[2]}"
         )
     ranges: dict[str, dict[str, list[int]]] = {}
     for entry in inputs:

@@ -181,3 +181,23 @@ def input_names_for(tokenizer: Any) -> list[str]:
     """The model inputs, in ``TextClassifier.forward`` order, that this tokenizer produces."""
     produced = set(getattr(tokenizer, "model_input_names", ["input_ids", "attention_mask"]))
     return [name for name in TEXT_INPUTS if name in produced or name != "token_type_ids"]
+
+
+def position_limit(max_position_embeddings: int | None, tokenizer_max_length: int | None) -> int | None:
+    """The longest sequence the encoder can take: its position table, or less where the
+    tokenizer says so (RoBERTa's 514 positions hold 512 tokens). Tokenizers without a limit
+    report a huge sentinel, which is ignored."""
+    limits = [int(v) for v in (max_position_embeddings, tokenizer_max_length) if v and 0 < int(v) < 1_000_000]
+    return min(limits) if limits else None
+
+
+def artifact_position_limit(artifact: Any) -> int | None:
+    """``position_limit`` from a text artifact's saved encoder and tokenizer configs (either may
+    be missing: then the other decides, or None)."""
+
+    def read(role: str, key: str) -> Any:
+        return json.loads(artifact.file(role).read_text()).get(key) if artifact.has_file(role) else None
+
+    return position_limit(
+        read("encoder_config", "max_position_embeddings"), read("tokenizer/tokenizer_config.json", "model_max_length")
+    )

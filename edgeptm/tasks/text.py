@@ -7,18 +7,25 @@ from typing import Any
 
 from edgeptm.artifacts import Artifact
 from edgeptm.data.text import TextDataset, artifact_val_data, read_text_table
+from edgeptm.errors import UsageError
 
 
 class TextRecipe:
     """The text-specific half of fine-tuning: tokenized batches, evaluation, what the artifact holds."""
 
     def __init__(self, spec: Any, opts: Any, train: TextDataset, val: TextDataset, labels: list[str]) -> None:
-        from edgeptm.models.text import input_names_for
+        from edgeptm.models.text import input_names_for, position_limit
 
         self.opts, self.train, self.val, self.labels = opts, train, val, labels
         self.tokenizer = spec.load_tokenizer()
         self.names = input_names_for(self.tokenizer)
         self.model = spec.build(len(labels))
+        limit = position_limit(
+            getattr(self.model.encoder.config, "max_position_embeddings", None),
+            getattr(self.tokenizer, "model_max_length", None),
+        )
+        if limit is not None and opts.max_length > limit:
+            raise UsageError(f"--max-length {opts.max_length} exceeds what {opts.model} takes ({limit} tokens)")
         self.encoded = self.tokenizer(train.texts, truncation=True, max_length=opts.max_length)
 
     min_batch = 1  # samples per process per step
