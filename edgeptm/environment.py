@@ -119,3 +119,12 @@ def describe_lines(env: dict[str, Any]) -> list[str]:
         f"cpu: {env['cpu']} ({', '.join(env['cpu_flags'])}), {env['cpu_count']} cores",
         "packages: " + ", ".join(f"{k} {v}" for k, v in env["packages"].items()),
     ]
+
+
+def silence_known_warnings() -> None:
+    """Entry points (the CLI, bench workers) call this. transformers imports torchao (installed for
+    ExecuTorch), and torch deprecates torchao's Enum registrations with two warnings per process:
+    noise about third-party internals, not about the user's model."""
+    import logging
+
+    logging.getLogger("torch.utils._pytree").addFilter(lambda r: "register_constant() on Enum" not in r.getMessage())

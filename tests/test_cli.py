@@ -49,6 +49,15 @@ def test_installed_entry_point_runs():
     assert "minilm-l6" in names
 
 
+def test_predict_prints_nothing_but_predictions(tiny_checkpoint):
+    """A real process on a text checkpoint (transformers, torchao imported): stdout holds the
+    prediction, stderr stays empty (torch's torchao Enum deprecation warnings are filtered)."""
+    exe = shutil.which("edgeptm", path=str(Path(sys.executable).parent))
+    proc = subprocess.run([exe, "predict", tiny_checkpoint.path, "a warm film"], capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout.split("\t")[0] in ("negative", "positive"), proc
+    assert proc.stderr == "", proc.stderr
+
+
 def test_models_and_profiles():
     assert "minilm-l6" in run("models").output
     assert "cpu-x86-avx512" in run("profiles", "list").output

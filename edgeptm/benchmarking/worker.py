@@ -185,4 +185,7 @@ if __name__ == "__main__":  # python -m edgeptm.benchmarking.worker FD CONFIG_JS
     import sys
     from multiprocessing.connection import Connection
 
+    from edgeptm.environment import silence_known_warnings
+
+    silence_known_warnings()
     serve(Connection(int(sys.argv[1])), json.loads(sys.argv[2]))

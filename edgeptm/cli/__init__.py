@@ -13,6 +13,7 @@ import os
 import click
 
 from edgeptm import __version__
+from edgeptm.environment import silence_known_warnings
 from edgeptm.errors import EdgeptmError
 
 COMMANDS = {
@@ -86,9 +87,7 @@ def cli(quiet: bool, verbose: bool) -> None:
     level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
     logging.basicConfig(level=logging.WARNING, format="edgeptm: %(message)s")
     logging.getLogger("edgeptm").setLevel(level)
-    # transformers imports torchao (installed for ExecuTorch), whose Enum registrations torch
-    # deprecates with two warnings per process: noise about third-party internals, not the user's model.
-    logging.getLogger("torch.utils._pytree").addFilter(lambda r: "register_constant() on Enum" not in r.getMessage())
+    silence_known_warnings()
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
