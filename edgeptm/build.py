@@ -32,6 +32,7 @@ class BuildOptions:
     val: str | None = None  # labelled data to score on (default: the checkpoint's validation split)
     bench: bool = True
     duration: float | None = None  # bench: seconds per variant instead of the profile's iteration count
+    max_length: int | None = None  # text: the export (and what is built from it) serves up to this many tokens
 
 
 @dataclass
@@ -96,9 +97,9 @@ def build(
     checkpoint: str | Path | Artifact, out: str | Path, options: BuildOptions, force: bool = False
 ) -> dict[str, Any]:
     """Build every artifact the profile asks for; returns the report (also written to ``out``)."""
-    from edgeptm.compile import CompileOptions, compile
+    from edgeptm.compile import TARGETS, CompileOptions, compile
     from edgeptm.environment import describe
-    from edgeptm.exporter import ExportOptions, export
+    from edgeptm.exporter import ExportOptions, export, serving_preprocessing
     from edgeptm.quantization import DEFAULT_MODE, QuantizeOptions, quantize
 
     profile = resolve_profile(options.profile)
@@ -111,11 +112,18 @@ def build(
         raise UsageError(
             f"{source.path}: build takes a checkpoint artifact (from 'edgeptm finetune'), not {source.kind}"
         )
+    target = profile.compile.target
+    if options.max_length is not None:
+        serving_preprocessing(source, options.max_length)  # refused here, before any work, if it cannot be served
+        if target is not None and "checkpoint" in TARGETS[target][1]:
+            raise UsageError(
+                f"--max-length: the {profile.name} profile compiles {target} from the checkpoint, which serves "
+                f"{source.preprocessing['max_length']} tokens; fine-tune with --max-length {options.max_length}"
+            )
     if out.exists() and force:
         shutil.rmtree(out)
     out.mkdir(parents=True)
 
-    target = profile.compile.target
     mode = profile.quantize.mode or DEFAULT_MODE.get(source.task, "dynamic-int8")
     stages = [Stage("export"), Stage(f"quantize ({mode})"), Stage(f"compile ({target or 'none'})"), Stage("bench")]
     export_stage, quantize_stage, compile_stage, bench_stage = stages
@@ -129,7 +137,8 @@ def build(
     }
     variants: list[tuple[str, Artifact]] = [("PyTorch FP32 (checkpoint)", source)]
     try:
-        onnx = _run(export_stage, lambda: export(source, out / "onnx", ExportOptions(profile=profile)))
+        export_options = ExportOptions(profile=profile, max_length=options.max_length)
+        onnx = _run(export_stage, lambda: export(source, out / "onnx", export_options))
         variants.append(("ONNX Runtime FP32", onnx))
         quantized = _run(
             quantize_stage,
@@ -141,8 +150,6 @@ def build(
             compile_stage.status = "skipped"
             compile_stage.detail = "the profile compiles nothing: ONNX Runtime runs the ONNX artifacts directly"
         else:
-            from edgeptm.compile import TARGETS
-
             # aoti/executorch compile the checkpoint; OpenVINO quantizes the FP32 export itself (NNCF)
             parent = source if "checkpoint" in TARGETS[target][1] else (onnx if target == "openvino" else quantized)
             # --calib reaches the compilers that calibrate (NNCF; PT2E for images), as it reaches static INT8
@@ -192,9 +199,10 @@ def _summary(artifact: Artifact) -> dict[str, Any]:
 def _bench(variants: list[tuple[str, Artifact]], profile: Profile, options: BuildOptions, report: dict) -> None:
     from edgeptm.benchmarking import BenchOptions, bench
 
-    # The profile's sequence is meant for any model, as in compile: cut to the one this checkpoint
-    # serves (a static IR compiled at that length takes nothing longer, and the predictor cuts texts to it).
-    longest = variants[0][1].preprocessing.get("max_length")
+    # The profile's sequence is meant for any model, as in compile: cut to the longest the artifacts
+    # serve (a static IR compiled at that length takes nothing longer, and the predictor cuts texts to it).
+    served = [int(a.preprocessing["max_length"]) for _, a in variants if "max_length" in a.preprocessing]
+    longest = max(served) if served else None
     seq_len = min(profile.bench.seq_len, int(longest)) if longest and profile.bench.seq_len else None
     settings = BenchOptions(profile=profile, duration=options.duration, seq_len=seq_len)
     report["bench"] = bench([a.path for _, a in variants], settings)

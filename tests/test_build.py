@@ -54,6 +54,26 @@ def test_openvino_profile_compiles_an_int8_ir_and_benches_it_beside_onnx_runtime
     assert f"sequence {min(128, longest)}" in (out / "build-report.md").read_text()
 
 
+def test_max_length_reaches_the_export_and_what_is_built_from_it(tiny_checkpoint, tmp_path) -> None:
+    """Fine-tuned at 32 tokens, built to serve 64: the OpenVINO IR is static at the profile's 128 cut
+    to 64 (not 32), and every variant is timed at 64. What cannot serve it is refused before any work."""
+    out = tmp_path / "ov64"
+    report = build(tiny_checkpoint, out, BuildOptions(profile="cpu-x86-openvino", duration=0.2, max_length=64))
+    assert tiny_checkpoint.preprocessing["max_length"] == 32
+    assert json.loads((out / "onnx" / "manifest.json").read_text())["preprocessing"]["max_length"] == 64
+    engine = {s["name"]: s for s in report["stages"]}["compile (openvino)"]["record"]
+    assert engine["compile"]["shapes"]["input_ids"]["opt"] == [1, 64]
+    assert {r["seq_len"] for r in report["bench"]["results"]} == {64}
+    assert {r["status"] for r in report["bench"]["results"]} == {"ok"}
+    et = tmp_path / "et.yaml"
+    et.write_text("name: et\ncompile:\n  target: executorch\n")
+    with pytest.raises(UsageError, match="compiles executorch from the checkpoint, which serves 32 tokens"):
+        build(tiny_checkpoint, tmp_path / "a", BuildOptions(profile=str(et), max_length=64))
+    with pytest.raises(UsageError, match=r"--max-length 129 exceeds what its encoder takes \(128 tokens\)"):
+        build(tiny_checkpoint, tmp_path / "b", BuildOptions(profile="cpu-x86-avx512", max_length=129))
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
 @pytest.mark.skipif(HAVE_TENSORRT, reason="TensorRT is installed here: the skipped-stage path cannot be seen")
 def test_gpu_profile_does_what_it_can_and_says_what_it_could_not(tiny_checkpoint, tmp_path: Path) -> None:
     out = tmp_path / "orin"
