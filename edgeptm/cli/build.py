@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import click
 
-from edgeptm.cli.common import force_option, options, out_option
+from edgeptm.cli.common import force_option, max_length_option, options, out_option
 
 
 @click.command(name="build")
@@ -16,13 +16,7 @@ from edgeptm.cli.common import force_option, options, out_option
     "training sample].",
 )
 @click.option("--val", type=click.Path(exists=True), default=None, help="Labelled data to score every variant on.")
-@click.option(
-    "--max-length",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Text: serve up to this many tokens (export --max-length), up to the encoder's limit [default: the "
-    "checkpoint's, as fine-tuned].",
-)
+@max_length_option
 @click.option("--bench/--no-bench", default=True, show_default=True, help="Time every variant that runs here.")
 @click.option("--duration", type=click.FloatRange(min=0.1), default=None, help="Bench: seconds per variant.")
 @options(out_option, force_option)

@@ -29,6 +29,15 @@ threads_option = click.option(
 )
 
 
+max_length_option = click.option(
+    "--max-length",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Text: serve texts up to this many tokens, up to the encoder's limit (512 for BERT) [default: the "
+    "checkpoint's, as fine-tuned]; the export is validated and scored at it.",
+)
+
+
 def options(*decorators: Callable) -> Callable:
     def apply(func: Callable) -> Callable:
         for decorator in reversed(decorators):

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import click
 
-from edgeptm.cli.common import force_option, options, out_option, profile_option
+from edgeptm.cli.common import force_option, max_length_option, options, out_option, profile_option
 
 
 @click.command(name="export")
@@ -13,13 +13,7 @@ from edgeptm.cli.common import force_option, options, out_option, profile_option
     default=None,
     help="ONNX Runtime transformer fusions [default: on]; off keeps a plain graph for other runtimes.",
 )
-@click.option(
-    "--max-length",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Text: longest sequence the artifact serves, up to the encoder's limit [default: the checkpoint's, as "
-    "fine-tuned]; validation and accuracy are measured at it.",
-)
+@max_length_option
 @click.option("--atol", type=float, default=None, help="Max |logit difference| vs PyTorch [default: the model's].")
 @options(profile_option, out_option, force_option)
 def command(checkpoint: str, out: str, force: bool, **kwargs) -> None:
