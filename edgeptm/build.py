@@ -115,10 +115,11 @@ def build(
     target = profile.compile.target
     if options.max_length is not None:
         serving_preprocessing(source, options.max_length)  # refused here, before any work, if it cannot be served
-        if target is not None and "checkpoint" in TARGETS[target][1]:
+        tuned = source.preprocessing["max_length"]
+        if target is not None and "checkpoint" in TARGETS[target][1] and options.max_length != tuned:
             raise UsageError(
                 f"--max-length: the {profile.name} profile compiles {target} from the checkpoint, which serves "
-                f"{source.preprocessing['max_length']} tokens; fine-tune with --max-length {options.max_length}"
+                f"{tuned} tokens; fine-tune with --max-length {options.max_length}"
             )
     if out.exists() and force:
         shutil.rmtree(out)
@@ -135,6 +136,8 @@ def build(
         "stages": stages,
         "environment": describe(),
     }
+    if options.max_length is not None:
+        report["max_length"] = {"served": options.max_length, "checkpoint": source.preprocessing["max_length"]}
     variants: list[tuple[str, Artifact]] = [("PyTorch FP32 (checkpoint)", source)]
     try:
         export_options = ExportOptions(profile=profile, max_length=options.max_length)
@@ -199,10 +202,12 @@ def _summary(artifact: Artifact) -> dict[str, Any]:
 def _bench(variants: list[tuple[str, Artifact]], profile: Profile, options: BuildOptions, report: dict) -> None:
     from edgeptm.benchmarking import BenchOptions, bench
 
-    # The profile's sequence is meant for any model, as in compile: cut to the longest the artifacts
-    # serve (a static IR compiled at that length takes nothing longer, and the predictor cuts texts to it).
-    served = [int(a.preprocessing["max_length"]) for _, a in variants if "max_length" in a.preprocessing]
-    longest = max(served) if served else None
+    # The profile's sequence is meant for any model, as in compile: cut to what the built artifacts serve
+    # (a static IR compiled at that length takes nothing longer, and the predictor cuts texts to it): the
+    # export's length (--max-length, else the checkpoint's). The checkpoint itself runs any length.
+    built = [a for _, a in variants if a.kind != "checkpoint"] or [variants[0][1]]
+    served = [int(a.preprocessing["max_length"]) for a in built if "max_length" in a.preprocessing]
+    longest = min(served) if served else None
     seq_len = min(profile.bench.seq_len, int(longest)) if longest and profile.bench.seq_len else None
     settings = BenchOptions(profile=profile, duration=options.duration, seq_len=seq_len)
     report["bench"] = bench([a.path for _, a in variants], settings)
@@ -221,7 +226,13 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         f"{report['profile']['description']}",
         "",
-        f"Checkpoint: `{report['checkpoint']}`",
+        f"Checkpoint: `{report['checkpoint']}`"
+        + (
+            f" (fine-tuned at {report['max_length']['checkpoint']} tokens; built to serve "
+            f"{report['max_length']['served']})"
+            if report.get("max_length")
+            else ""
+        ),
         "",
         "| stage | status | seconds | artifact | detail |",
         "|---|---|---|---|---|",

@@ -60,6 +60,22 @@ def serving_preprocessing(artifact: Artifact, max_length: int | None) -> dict[st
     return preprocessing
 
 
+def _full_length_check(model: Any, predictor: Any, texts: list[str], atol: float, what: str) -> dict[str, Any]:
+    """Validation texts are short: compare one text that fills the served length too, so every
+    position the artifact serves (beyond the fine-tuned length with --max-length) is checked."""
+    words = " ".join(map(str, texts)).split() or ["film"]
+    longest = predictor.preprocessor.max_length
+    filling = " ".join((words * (longest // len(words) + 1))[:longest])  # >= 1 token a word: cut at the limit
+    check = compare_with_torch(model, predictor, [filling], batch_size=1)
+    tokens = int(predictor.encode([filling])[predictor.backend.input_names[0]].shape[1])
+    if check["max_abs_diff"] > atol:
+        raise ExportError(
+            f"{what}: max abs difference {check['max_abs_diff']:.3g} vs PyTorch on a {tokens}-token text exceeds "
+            f"the tolerance {atol:g}"
+        )
+    return {"tokens": tokens, "max_abs_diff": check["max_abs_diff"]}
+
+
 def _torch_export(
     model: Any,
     example: list[Any],
@@ -261,6 +277,10 @@ def export(
             manifest["validation"], manifest["metrics"], metrics = validate_against_torch(
                 model, predictor, samples[: options.validation_samples], val, atol, what, artifact
             )
+            if "max_length" in preprocessing:
+                manifest["validation"]["full_length"] = _full_length_check(
+                    model, predictor, samples, atol, f"{artifact.path}: {what}"
+                )
         check = manifest["validation"]
         log.info(
             "exported %s: max |diff| %.2g, agreement %.3f, accuracy %s",

@@ -65,6 +65,12 @@ def test_max_length_reaches_the_export_and_what_is_built_from_it(tiny_checkpoint
     assert engine["compile"]["shapes"]["input_ids"]["opt"] == [1, 64]
     assert {r["seq_len"] for r in report["bench"]["results"]} == {64}
     assert {r["status"] for r in report["bench"]["results"]} == {"ok"}
+    assert "(fine-tuned at 32 tokens; built to serve 64)" in (out / "build-report.md").read_text()
+    # shorter than fine-tuned: the IR and the bench follow the export, not the checkpoint
+    short = build(
+        tiny_checkpoint, tmp_path / "ov16", BuildOptions(profile="cpu-x86-openvino", duration=0.1, max_length=16)
+    )
+    assert {(r["seq_len"], r["status"]) for r in short["bench"]["results"]} == {(16, "ok")}
     et = tmp_path / "et.yaml"
     et.write_text("name: et\ncompile:\n  target: executorch\n")
     with pytest.raises(UsageError, match="compiles executorch from the checkpoint, which serves 32 tokens"):

@@ -94,6 +94,8 @@ def test_export_serves_longer_texts_than_fine_tuned(tiny_checkpoint, tmp_path: P
     art = export(tiny_checkpoint, tmp_path / "long", ExportOptions(max_length=96))
     assert art.preprocessing["max_length"] == 96 and tiny_checkpoint.preprocessing["max_length"] == 32
     assert art.manifest["export"]["max_length"] == {"served": 96, "checkpoint": 32}
+    full = art.manifest["validation"]["full_length"]  # export itself compared a text filling all 96 positions
+    assert full["tokens"] == 96 and full["max_abs_diff"] <= art.manifest["validation"]["atol"]
     long_text = " ".join(["a warm, funny and beautifully shot film"] * 20)
     model = get_task(art.task).torch_model(tiny_checkpoint)
     with edgeptm.load(art.path) as predictor:

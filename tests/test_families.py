@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 
 import edgeptm
+from edgeptm.errors import UsageError
+from edgeptm.exporter import ExportOptions
 
 from conftest import copy_minilm_tokenizer, tiny_options
 
@@ -52,3 +54,8 @@ def test_family_goes_the_whole_way(family: str, tmp_path: Path):
     assert [p.label for p in pa] == [p.label for p in pb]
     assert np.allclose([p.score for p in pa], [p.score for p in pb], atol=1e-4)
     assert len(pc) == 3
+    if family == "roberta":  # 130 positions from pad_token_id + 1 = 1: 129 tokens fit, 130 do not
+        with pytest.raises(UsageError, match=r"--max-length 130 exceeds what its encoder takes \(129 tokens\)"):
+            edgeptm.export(ckpt, tmp_path / "x", ExportOptions(max_length=130))
+        longest = edgeptm.export(ckpt, tmp_path / "onnx129", ExportOptions(max_length=129))
+        assert longest.manifest["validation"]["full_length"]["tokens"] == 129

@@ -34,8 +34,11 @@ def command(checkpoint: str, out: str, force: bool, **kwargs) -> None:
     lengths = e.get("max_length") or {}
     if lengths.get("served") != lengths.get("checkpoint"):
         click.echo(f"serves texts up to {lengths['served']} tokens (checkpoint: {lengths['checkpoint']})")
+    full = v.get("full_length")
+    full_check = f", max |diff| {full['max_abs_diff']:.2e} on a {full['tokens']}-token text" if full else ""
     accuracy = f"val accuracy {m['accuracy']:.4f}" if m.get("accuracy") is not None else "no labelled data"
     click.echo(
         f"vs PyTorch: max |output diff| {v['max_abs_diff']:.2e} (tolerance {v['atol']:g}), min cosine "
-        f"{v['min_cosine']:.6f}, top-1 agreement {v['label_agreement']:.3f} on {v['samples']} samples; {accuracy}"
+        f"{v['min_cosine']:.6f}, top-1 agreement {v['label_agreement']:.3f} on {v['samples']} samples"
+        f"{full_check}; {accuracy}"
     )

@@ -97,8 +97,9 @@ def shape_ranges(
     if longest and sequence and sequence[2] > int(longest):
         raise UsageError(
             f"sequence max {sequence[2]} exceeds the model's max length {longest} (the length its texts are cut "
-            f"to); ask for at most {longest}, or serve longer texts from an artifact made for them: 'edgeptm export "
-            f"CHECKPOINT --max-length {sequence[2]}' (ONNX targets) or fine-tuning with --max-length {sequence[2]}"
+            f"to); ask for at most {longest}, or serve longer texts from an artifact made for them, within the "
+            f"encoder's position limit (512 for BERT): 'edgeptm export CHECKPOINT --max-length {sequence[2]}' (ONNX "
+            f"targets) or fine-tuning with --max-length {sequence[2]}"
         )
     ranges: dict[str, dict[str, list[int]]] = {}
     for entry in inputs:

@@ -183,11 +183,18 @@ def input_names_for(tokenizer: Any) -> list[str]:
     return [name for name in TEXT_INPUTS if name in produced or name != "token_type_ids"]
 
 
-def position_limit(max_position_embeddings: int | None, tokenizer_max_length: int | None) -> int | None:
-    """The longest sequence the encoder can take: its position table, or less where the
-    tokenizer says so (RoBERTa's 514 positions hold 512 tokens). Tokenizers without a limit
-    report a huge sentinel, which is ignored."""
-    limits = [int(v) for v in (max_position_embeddings, tokenizer_max_length) if v and 0 < int(v) < 1_000_000]
+# Encoders whose position ids start after the padding id (RoBERTa's 514 positions hold 512 tokens).
+OFFSET_POSITIONS = ("roberta", "xlm-roberta", "camembert", "longformer")
+
+
+def position_limit(config: dict[str, Any], tokenizer_max_length: int | None) -> int | None:
+    """The longest sequence an encoder (its config, as a dict) can take: its position table less
+    RoBERTa-style offsets, or less where the tokenizer says so. Tokenizers without a limit report a
+    huge sentinel, which is ignored."""
+    positions = config.get("max_position_embeddings")
+    if positions and config.get("model_type") in OFFSET_POSITIONS:
+        positions -= int(config.get("pad_token_id") or 0) + 1
+    limits = [int(v) for v in (positions, tokenizer_max_length) if v and 0 < int(v) < 1_000_000]
     return min(limits) if limits else None
 
 
@@ -195,9 +202,7 @@ def artifact_position_limit(artifact: Any) -> int | None:
     """``position_limit`` from a text artifact's saved encoder and tokenizer configs (either may
     be missing: then the other decides, or None)."""
 
-    def read(role: str, key: str) -> Any:
-        return json.loads(artifact.file(role).read_text()).get(key) if artifact.has_file(role) else None
+    def read(role: str) -> dict[str, Any]:
+        return json.loads(artifact.file(role).read_text()) if artifact.has_file(role) else {}
 
-    return position_limit(
-        read("encoder_config", "max_position_embeddings"), read("tokenizer/tokenizer_config.json", "model_max_length")
-    )
+    return position_limit(read("encoder_config"), read("tokenizer/tokenizer_config.json").get("model_max_length"))

@@ -20,10 +20,7 @@ class TextRecipe:
         self.tokenizer = spec.load_tokenizer()
         self.names = input_names_for(self.tokenizer)
         self.model = spec.build(len(labels))
-        limit = position_limit(
-            getattr(self.model.encoder.config, "max_position_embeddings", None),
-            getattr(self.tokenizer, "model_max_length", None),
-        )
+        limit = position_limit(self.model.encoder.config.to_dict(), getattr(self.tokenizer, "model_max_length", None))
         if limit is not None and opts.max_length > limit:
             raise UsageError(f"--max-length {opts.max_length} exceeds what {opts.model} takes ({limit} tokens)")
         self.encoded = self.tokenizer(train.texts, truncation=True, max_length=opts.max_length)
