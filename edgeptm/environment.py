@@ -121,10 +121,15 @@ def describe_lines(env: dict[str, Any]) -> list[str]:
     ]
 
 
+def _not_torchao_enum_notice(record: Any) -> bool:
+    return "register_constant() on Enum" not in record.getMessage()
+
+
 def silence_known_warnings() -> None:
-    """Entry points (the CLI, bench workers) call this. transformers imports torchao (installed for
-    ExecuTorch), and torch deprecates torchao's Enum registrations with two warnings per process:
-    noise about third-party internals, not about the user's model."""
+    """transformers and ExecuTorch import torchao (installed for ExecuTorch), and torch deprecates
+    torchao's Enum registrations with two warnings per process: noise about third-party internals,
+    not about the user's model. Entry points (the CLI, bench workers) and ExecuTorch's imports call
+    this; the filter is installed once however often it is called."""
     import logging
 
-    logging.getLogger("torch.utils._pytree").addFilter(lambda r: "register_constant() on Enum" not in r.getMessage())
+    logging.getLogger("torch.utils._pytree").addFilter(_not_torchao_enum_notice)

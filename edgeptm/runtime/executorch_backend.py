@@ -19,7 +19,6 @@ command that builds the right program.
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import sys
 import warnings
@@ -28,6 +27,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from edgeptm.artifacts import Artifact
+from edgeptm.environment import silence_known_warnings
 from edgeptm.errors import BackendError
 
 INSTALL_HINT = "pip install executorch with a constraint that keeps your torch"
@@ -37,18 +37,14 @@ DELEGATE = "XnnpackBackend"
 @contextlib.contextmanager
 def quiet_import(keep_warnings: bool = False) -> Iterator[None]:
     """Importing ExecuTorch (and the torchao modules it loads, some lazily while lowering) logs a
-    torch deprecation notice about torchao's enums, and the bindings warn that they are
-    experimental: noise to users, dropped (Python warnings kept with ``keep_warnings``)."""
-    pytree = logging.getLogger("torch.utils._pytree")
-    level = pytree.level
-    pytree.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            if not keep_warnings:
-                warnings.simplefilter("ignore")
-            yield
-    finally:
-        pytree.setLevel(level)
+    torch deprecation notice about torchao's enums (``environment.silence_known_warnings`` drops
+    it), and the bindings warn that they are experimental: noise to users, dropped (Python
+    warnings kept with ``keep_warnings``)."""
+    silence_known_warnings()
+    with warnings.catch_warnings():
+        if not keep_warnings:
+            warnings.simplefilter("ignore")
+        yield
 
 
 @contextlib.contextmanager
