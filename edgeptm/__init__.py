@@ -33,6 +33,8 @@ _EXPORTS = {
     "BenchOptions": "edgeptm.benchmarking:BenchOptions",
     "open_artifact": "edgeptm.artifacts:open_artifact",
     "Artifact": "edgeptm.artifacts:Artifact",
+    "trust_artifact": "edgeptm.trust:record",
+    "UntrustedError": "edgeptm.errors:UntrustedError",
     "load_profile": "edgeptm.profiles:load_profile",
     "list_profiles": "edgeptm.profiles:list_profiles",
     "list_models": "edgeptm.models:list_sources",

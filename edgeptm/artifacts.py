@@ -12,21 +12,38 @@ or interrupted stage leaves nothing half-written behind.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import logging
 import os
+import re
 import shutil
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Iterator
 
 from edgeptm.errors import ArtifactError, UsageError
+from edgeptm.manifest import (
+    MAX_MANIFEST_BYTES,
+    SCHEMA_VERSION,
+    check_paths,
+    digest_of,
+    parse_manifest,
+    relpath_problem,
+    unregistered_files,
+)
 
-SCHEMA_VERSION = 1
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; staging left by a dead process is then not reclaimed
+    fcntl = None  # type: ignore[assignment]
+
 MANIFEST_NAME = "manifest.json"
-KINDS = ("checkpoint", "onnx")
+log = logging.getLogger(__name__)
 
 
 def sha256_file(path: Path) -> str:
@@ -43,6 +60,15 @@ class Artifact:
 
     path: Path
     manifest: dict[str, Any]
+    # How this process came to trust the artifact's native code (None: not trusted): "built here",
+    # "trusted with 'edgeptm trust'", "pinned digest". Set by edgeptm.trust, never read from disk.
+    trust: str | None = field(default=None, compare=False)
+
+    @property
+    def digest(self) -> str:
+        """sha256 over the canonical manifest, which holds every file's sha256: names the artifact
+        wherever it is copied (what 'edgeptm verify' prints and 'edgeptm trust' records)."""
+        return digest_of(self.manifest)
 
     @property
     def kind(self) -> str:
@@ -115,18 +141,15 @@ def open_artifact(path: str | os.PathLike[str], verify: bool = True) -> Artifact
             f"{root}: no {MANIFEST_NAME}; not an edgeptm artifact "
             "(create one with 'edgeptm finetune', 'export' or 'quantize')"
         )
+    if manifest_path.is_symlink():
+        raise ArtifactError(f"{manifest_path}: a symlink; an artifact's manifest is a file inside it")
     try:
-        manifest = json.loads(manifest_path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ArtifactError(f"{manifest_path}: unreadable manifest ({exc})") from None
-    if not isinstance(manifest, dict) or "kind" not in manifest or "files" not in manifest:
-        raise ArtifactError(f"{manifest_path}: not an edgeptm manifest (no 'kind' or 'files')")
-    version = manifest.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise ArtifactError(
-            f"{manifest_path}: schema_version {version!r}, this edgeptm reads {SCHEMA_VERSION}; "
-            "rebuild the artifact with this version"
-        )
+        with open(manifest_path, "rb") as fh:
+            text = fh.read(MAX_MANIFEST_BYTES + 1)
+    except OSError as exc:
+        raise ArtifactError(f"{manifest_path}: unreadable manifest ({exc.strerror})") from None
+    manifest = parse_manifest(text, str(manifest_path))
+    check_paths(root, manifest)
     artifact = Artifact(root, manifest)
     if verify:
         verify_artifact(artifact)
@@ -148,7 +171,15 @@ def _bare_onnx_message(path: Path) -> str:
 
 
 def verify_artifact(artifact: Artifact) -> None:
-    """Check that every registered file exists with the recorded size and sha256."""
+    """Check that the directory holds exactly the registered files, each with its recorded size
+    and sha256: nothing a stage or backend reads is unchecked."""
+    extra = unregistered_files(artifact.path, artifact.manifest)
+    if extra:
+        raise ArtifactError(
+            f"{artifact.path}: '{extra[0]}' is not listed in the manifest"
+            + (f" (and {len(extra) - 1} more)" if len(extra) > 1 else "")
+            + "; an artifact holds only the files its manifest checksums: remove it, or rebuild the artifact"
+        )
     for role, entry in sorted(artifact.manifest["files"].items()):
         file = artifact.path / entry["path"]
         if not file.is_file():
@@ -161,8 +192,26 @@ def verify_artifact(artifact: Artifact) -> None:
             )
 
 
-def check_out_dir(out: Path, force: bool) -> None:
+def check_not_input(out: str | os.PathLike[str], inputs: Iterable[str | os.PathLike[str] | None]) -> None:
+    """--out may not equal, contain or lie inside any input of the stage (source artifact, --train,
+    --val, --calib, a profile file): with --force, replacing it would delete that input."""
+    target = Path(out).resolve()
+    for given in inputs:
+        if given is None or str(given) == "":
+            continue
+        path = Path(given).resolve()
+        if target == path or path in target.parents or target in path.parents:
+            where = "is that input" if target == path else "lies inside it" if path in target.parents else "contains it"
+            raise UsageError(
+                f"--out {out}: would overwrite its own input {given} (--out {where}); choose a directory apart "
+                "from the inputs"
+            )
+
+
+def check_out_dir(out: Path, force: bool, inputs: Iterable[str | os.PathLike[str] | None] = ()) -> None:
     """Refuse an --out that would overwrite something, before any expensive work starts."""
+    out = Path(out)
+    check_not_input(out, inputs)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out}: exists and is not a directory")
     if out.is_dir() and any(out.iterdir()) and not force:
@@ -180,11 +229,46 @@ def write_json_atomic(path: str | os.PathLike[str], data: Any) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def _artifact_dir(folder: Path) -> bool:
+    """Whether ``folder`` holds an edgeptm manifest (an unreadable manifest.json counts: it may be one)."""
+    manifest = folder / MANIFEST_NAME
+    if not manifest.is_file():
+        return False
+    try:
+        data = json.loads(manifest.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return True
+    return not isinstance(data, dict) or ("kind" in data and "files" in data)
+
+
+def check_output_paths(
+    paths: Iterable[str | os.PathLike[str]], option: str, inputs: Iterable[str | os.PathLike[str] | None] = ()
+) -> None:
+    """Refuse, before anything runs, an output file that would overwrite an input (an artifact, a
+    profile file) or land inside an artifact directory (any folder at or above it holding a manifest):
+    a report (or a timing cache) must never replace or add to an artifact's files."""
+    for given in paths:
+        path = Path(given).resolve()
+        for source in inputs:
+            if source is None or str(source) == "":
+                continue
+            resolved = Path(source).resolve()
+            if path == resolved or resolved in path.parents:
+                where = "is" if path == resolved else "lies inside"
+                raise UsageError(f"{option} {given}: {where} the input {source}; write the report elsewhere")
+        if path.is_dir():
+            raise UsageError(f"{option} {given}: is a directory; give a file name")
+        for folder in path.parents:
+            if _artifact_dir(folder):
+                raise UsageError(
+                    f"{option} {given}: lies inside the artifact directory {folder} (it holds a {MANIFEST_NAME}); "
+                    "write the report elsewhere"
+                )
+
+
 def check_not_source(out: Path, source: Artifact) -> None:
-    """--out may not replace (or sit inside) the artifact a stage reads from."""
-    out, src = Path(out).resolve(), source.path.resolve()
-    if out == src or src in out.parents:
-        raise UsageError(f"--out {out}: would overwrite its own source artifact {src}; choose another directory")
+    """--out may not replace, contain or sit inside the artifact a stage reads from."""
+    check_not_input(out, [source.path])
 
 
 def open_stage_source(
@@ -194,12 +278,17 @@ def open_stage_source(
     stage: str,
     accepts: str,
     ok: Callable[[Artifact], bool] | None = None,
+    inputs: Iterable[str | os.PathLike[str] | None] = (),
 ) -> Artifact:
     """The common start of a stage: check --out, open and verify the source, check it fits the stage.
 
     ``ok`` is a predicate over the opened artifact (default: any); ``accepts`` says in words what fits.
+    ``inputs``: the stage's other inputs (--calib, --val, a profile file), which --out may not touch.
     """
-    check_out_dir(out, force)
+    inputs = list(inputs)
+    if not isinstance(source, Artifact) and Path(source).exists():  # not a registered model's name
+        inputs.append(source)
+    check_out_dir(out, force, inputs)
     artifact = source if isinstance(source, Artifact) else open_artifact(source)
     if ok is not None and not ok(artifact):
         raise UsageError(
@@ -227,14 +316,21 @@ class ArtifactWriter:
 
     out: Path
     force: bool = False
+    inputs: Iterable[str | os.PathLike[str] | None] = ()
     dir: Path = field(init=False)
     files: dict[str, str] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
-        check_out_dir(self.out, self.force)
+        self.inputs = [i for i in self.inputs if i is not None]
+        check_out_dir(self.out, self.force, self.inputs)
         self.out.parent.mkdir(parents=True, exist_ok=True)
-        self.dir = self.out.parent / f".{self.out.name}.tmp-{uuid.uuid4().hex[:8]}"
+        self.token = uuid.uuid4().hex[:8]
+        # The lock is taken before the staging directory exists and held until it is gone: a
+        # staging directory whose lock nobody holds belongs to a process that died.
+        self._lock = _hold_lock(self.out.parent / f".{self.out.name}.tmp-{self.token}.lock")
+        reclaim_staging(self.out.parent)
+        self.dir = self.out.parent / f".{self.out.name}.tmp-{self.token}"
         self.dir.mkdir()
 
     def __enter__(self) -> "ArtifactWriter":
@@ -243,12 +339,20 @@ class ArtifactWriter:
     def __exit__(self, exc_type, exc, tb) -> None:
         if self.dir.exists():
             shutil.rmtree(self.dir, ignore_errors=True)
+        _release_lock(self._lock)
 
     def add(self, role: str, relpath: str) -> Path:
-        """Register a file (relative to the artifact root) under a role; returns its staging path."""
-        self.files[role] = relpath
+        """Register a file (relative to the artifact root) under a role; returns its staging path.
+        The path must stay inside staging: a source's manifest may have suggested it."""
+        why = relpath_problem(relpath)
+        if why:
+            raise ArtifactError(f"file '{relpath}' ({role}): {why}; nothing is written outside the artifact")
         path = self.dir / relpath
         path.parent.mkdir(parents=True, exist_ok=True)
+        base = self.dir.resolve()
+        if base not in path.resolve().parents:
+            raise ArtifactError(f"file '{relpath}' ({role}) resolves outside the staging directory; nothing written")
+        self.files[role] = relpath
         return path
 
     def carry(self, source: Artifact, prefixes: tuple[str, ...] = ("tokenizer/", "val_data", "calib_data")) -> None:
@@ -261,7 +365,8 @@ class ArtifactWriter:
     def preview(self, kind: str, manifest: dict[str, Any]) -> Artifact:
         """The artifact as it stands in staging, so a stage can evaluate what it is about to publish."""
         files = {role: {"path": rel, "size": (self.dir / rel).stat().st_size} for role, rel in self.files.items()}
-        return Artifact(self.dir, {"schema_version": SCHEMA_VERSION, "kind": kind, **manifest, "files": files})
+        staged = {"schema_version": SCHEMA_VERSION, "kind": kind, **manifest, "files": files}
+        return Artifact(self.dir, staged, trust="built here (staging)")
 
     def finish(self, kind: str, manifest: dict[str, Any]) -> Artifact:
         from edgeptm import __version__
@@ -289,14 +394,130 @@ class ArtifactWriter:
 
     def _move_into_place(self) -> None:
         # Re-check: something may have appeared at --out while we worked.
-        check_out_dir(self.out, self.force)
+        check_out_dir(self.out, self.force, self.inputs)
         trash = None
         if self.out.exists():
-            trash = self.out.parent / f".{self.out.name}.old-{uuid.uuid4().hex[:8]}"
+            # Killed between the two renames, the next writer here puts the old one back.
+            trash = self.out.parent / f".{self.out.name}.old-{self.token}"
             os.replace(self.out, trash)
         os.replace(self.dir, self.out)
         if trash is not None:
             shutil.rmtree(trash, ignore_errors=True)
+
+
+# .NAME.tmp-T: a writer's staging; .NAME.old-T: the previous NAME, obsolete once the new one is in
+# place; .NAME.prev-T: the previous NAME, set aside while a build writes the new one in place.
+_STAGING = re.compile(r"^\.(?P<name>.+)\.(?P<what>tmp|old|prev)-(?P<token>[0-9a-f]{8})$")
+LEGACY_STAGING_AGE_S = 3600  # staging without a lock file (older edgeptm): reclaimed after an hour
+
+
+def _hold_lock(path: Path) -> Any:
+    """An exclusive flock on ``path`` for as long as the returned handle is open (the kernel drops
+    it when the process dies, kill -9 included)."""
+    handle = open(path, "a+")
+    if fcntl is not None:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
+
+
+def _release_lock(handle: Any) -> None:
+    if handle is None or handle.closed:
+        return
+    Path(handle.name).unlink(missing_ok=True)
+    handle.close()
+
+
+def _owner_gone(lock: Path, entry: Path) -> Any:
+    """An open, locked handle on ``lock`` when no live process holds it (else None). A staging
+    directory with no lock file at all counts as abandoned once it is an hour old."""
+    if fcntl is None:
+        return None
+    if not lock.exists():
+        try:
+            age = time.time() - entry.stat().st_mtime
+        except OSError:
+            return None
+        return open(os.devnull) if age > LEGACY_STAGING_AGE_S else None
+    try:
+        handle = open(lock, "a+")
+    except OSError:
+        return None
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        return None
+    return handle
+
+
+def reclaim_staging(parent: Path) -> list[str]:
+    """Remove what writers killed in ``parent`` left behind: staging directories (``.NAME.tmp-*``,
+    up to a whole model each) and old outputs moved aside for a swap (``.NAME.old-*``), which go
+    back to ``NAME`` when the swap never finished. Returns what it did, and logs it."""
+    done: list[str] = []
+    try:
+        entries = sorted(parent.iterdir())
+    except OSError:
+        return done
+    for entry in entries:
+        match = _STAGING.match(entry.name)
+        if not match or entry.is_symlink() or not entry.is_dir():
+            continue
+        lock = parent / f".{match['name']}.tmp-{match['token']}.lock"
+        handle = _owner_gone(lock, entry)
+        if handle is None:
+            continue
+        try:
+            out = parent / match["name"]
+            if match["what"] == "prev":  # the build that replaced it never finished: undo it
+                shutil.rmtree(out, ignore_errors=True)
+            if match["what"] in ("old", "prev") and not out.exists():
+                os.replace(entry, out)
+                done.append(f"restored {out.name} from {entry.name}, moved aside by a run that was interrupted")
+            else:
+                shutil.rmtree(entry, ignore_errors=True)
+                done.append(f"removed {entry.name}, left in {parent} by a run that was interrupted")
+        finally:
+            if handle.name != os.devnull:
+                lock.unlink(missing_ok=True)
+            handle.close()
+    for line in done:
+        log.info("%s", line)
+    return done
+
+
+@contextlib.contextmanager
+def set_aside(out: Path) -> Iterator[bool]:
+    """For a stage that builds several artifacts in place under ``out`` (build): a non-empty
+    ``out`` is moved aside while the block runs, put back if it fails, and deleted only once it
+    succeeded. Killed outright, the next writer beside it puts the old one back. Yields whether
+    an old ``out`` is being replaced."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    token = uuid.uuid4().hex[:8]
+    lock = _hold_lock(out.parent / f".{out.name}.tmp-{token}.lock")
+    try:
+        reclaim_staging(out.parent)
+        previous = None
+        if out.is_dir() and any(out.iterdir()):
+            previous = out.parent / f".{out.name}.prev-{token}"
+            os.replace(out, previous)
+        out.mkdir(exist_ok=True)
+        try:
+            yield previous is not None
+        except BaseException:
+            if previous is not None:
+                shutil.rmtree(out, ignore_errors=True)
+                os.replace(previous, out)
+            raise
+        if previous is not None:  # renamed first: a kill during the removal leaves an obsolete '.old'
+            obsolete = out.parent / f".{out.name}.old-{token}"
+            os.replace(previous, obsolete)
+            shutil.rmtree(obsolete, ignore_errors=True)
+    finally:
+        _release_lock(lock)
 
 
 def _json_default(value: Any) -> Any:

@@ -10,13 +10,12 @@ A stage that fails stops the build; the report (written last, atomically) says w
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from edgeptm.artifacts import Artifact, check_out_dir, open_artifact, write_json_atomic
+from edgeptm.artifacts import Artifact, check_out_dir, open_artifact, set_aside, write_json_atomic
 from edgeptm.errors import BackendError, EdgeptmError, UsageError
 from edgeptm.profiles import Profile, resolve_profile
 
@@ -96,18 +95,23 @@ def _needs_runtime(target: str, device: str) -> None:
 def build(
     checkpoint: str | Path | Artifact, out: str | Path, options: BuildOptions, force: bool = False
 ) -> dict[str, Any]:
-    """Build every artifact the profile asks for; returns the report (also written to ``out``)."""
-    from edgeptm.compile import TARGETS, CompileOptions, compile
-    from edgeptm.environment import describe
-    from edgeptm.exporter import ExportOptions, export, serving_preprocessing
-    from edgeptm.quantization import DEFAULT_MODE, QuantizeOptions, quantize
+    """Build every artifact the profile asks for; returns the report (also written to ``out``).
+
+    With ``force`` an existing ``out`` is set aside, and deleted only once the new build is complete
+    (restored if it fails): artifacts are built at their final paths, which manifests record."""
+    from edgeptm.compile import TARGETS
+    from edgeptm.exporter import serving_preprocessing
 
     profile = resolve_profile(options.profile)
     if profile is None:
         raise UsageError("build needs --profile NAME (see 'edgeptm profiles list')")
     out = Path(out)
-    check_out_dir(out, force)
+    # What the build reads, which --out (replaced with --force) may not equal, contain or lie in.
+    given = None if isinstance(checkpoint, Artifact) or not Path(checkpoint).exists() else checkpoint  # not a name
+    inputs = [options.calib, options.val, profile.path, given]
+    check_out_dir(out, force, inputs)
     source = checkpoint if isinstance(checkpoint, Artifact) else open_artifact(checkpoint)
+    inputs.append(source.path)  # a registered model's cached checkpoint, or the artifact given
     if source.kind != "checkpoint":
         raise UsageError(
             f"{source.path}: build takes a checkpoint artifact (from 'edgeptm finetune'), not {source.kind}"
@@ -121,10 +125,20 @@ def build(
                 f"--max-length: the {profile.name} profile compiles {target} from the checkpoint, which serves "
                 f"{tuned} tokens; fine-tune with --max-length {options.max_length}"
             )
-    if out.exists() and force:
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
+    check_out_dir(out, force, inputs)  # again, with the opened source, before --out is touched
+    # The old --out stays aside until the new build is complete (put back if it fails or is killed).
+    with set_aside(out) as replacing:
+        return _build(source, out, options, profile, replacing)
 
+
+def _build(source: Artifact, out: Path, options: BuildOptions, profile: Profile, replacing: bool) -> dict[str, Any]:
+    """The stages, into ``out``; ``replacing``: an old --out waits aside, restored if this fails."""
+    from edgeptm.compile import TARGETS, CompileOptions, compile
+    from edgeptm.environment import describe
+    from edgeptm.exporter import ExportOptions, export
+    from edgeptm.quantization import DEFAULT_MODE, QuantizeOptions, quantize
+
+    target = profile.compile.target
     mode = profile.quantize.mode or DEFAULT_MODE.get(source.task, "dynamic-int8")
     stages = [Stage("export"), Stage(f"quantize ({mode})"), Stage(f"compile ({target or 'none'})"), Stage("bench")]
     export_stage, quantize_stage, compile_stage, bench_stage = stages
@@ -180,7 +194,8 @@ def build(
         for stage in stages:
             if stage.status == "pending":
                 stage.status, stage.detail = "skipped", "an earlier stage failed"
-        raise type(exc)(f"{failed}: {exc} (report: {out / 'build-report.md'})") from None
+        where = f"{out} left as it was" if replacing else f"report: {out / 'build-report.md'}"
+        raise type(exc)(f"{failed}: {exc} ({where})") from None
     finally:
         report["variants"] = [{"variant": name, "artifact": str(a.path), **_summary(a)} for name, a in variants]
         report["stages"] = [s.as_dict() for s in stages]

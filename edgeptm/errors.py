@@ -45,3 +45,8 @@ class BackendError(EdgeptmError):
 
 class BenchError(EdgeptmError):
     """A benchmark that could not be run as asked."""
+
+
+class UntrustedError(ArtifactError):
+    """An artifact whose loading runs native code, and nobody said it may (or a pinned digest
+    that does not match)."""

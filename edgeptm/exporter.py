@@ -198,10 +198,11 @@ def export(
 
     options = options or ExportOptions()
     out = Path(out)
-    artifact = open_stage_source(
-        source, out, force, "export", "a checkpoint artifact", lambda a: a.kind == "checkpoint"
-    )
     profile = resolve_profile(options.profile)
+    inputs = [profile and profile.path]  # a profile file given by path is an input too
+    artifact = open_stage_source(
+        source, out, force, "export", "a checkpoint artifact", lambda a: a.kind == "checkpoint", inputs=inputs
+    )
     opset = pick(options.opset, profile and profile.export.opset, DEFAULT_OPSET)
     optimize = pick(options.optimize, profile and profile.export.optimize, True)
     model_info = artifact.manifest["model"]
@@ -224,7 +225,7 @@ def export(
     example_feed = preprocessor.encode(samples[:2] if len(samples) >= 2 else samples * 2)
     example = [torch.from_numpy(example_feed[n]) for n in names]
 
-    with ArtifactWriter(out, force=force) as writer:
+    with ArtifactWriter(out, force=force, inputs=[artifact.path, *inputs]) as writer:
         started = time.perf_counter()
         raw = writer.dir / "raw.onnx"
         try:

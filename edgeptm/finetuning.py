@@ -14,13 +14,21 @@ import os
 import shutil
 import sys
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgeptm.artifacts import Artifact, ArtifactWriter, check_out_dir, open_artifact, sha256_file
+from edgeptm.artifacts import (
+    Artifact,
+    ArtifactWriter,
+    check_not_input,
+    check_out_dir,
+    open_artifact,
+    sha256_file,
+)
 from edgeptm.data.text import seeded_split
-from edgeptm.errors import UsageError
+from edgeptm.errors import ArtifactError, UsageError
 from edgeptm.models import resolve_model
 from edgeptm.tasks import get_task
 
@@ -105,6 +113,44 @@ def _load_data(opts: FinetuneOptions, task: Any) -> tuple[Any, Any, str, dict[st
     return train, val, how, digests
 
 
+def _inputs(opts: FinetuneOptions) -> list[str | None]:
+    """What finetune reads, which --out (replaced with --force) and its training state may not touch:
+    --train, --val, --weights, and a local model directory (hf:DIR)."""
+    inputs = [opts.train, opts.val, opts.weights]
+    kind, _, where = opts.model.partition(":")
+    if kind == "hf" and where and Path(where).exists():
+        inputs.append(where)
+    return inputs
+
+
+def _check_state_apart(out: Path, inputs: list[str | None]) -> None:
+    """The resumable state beside --out is cleared at the start of a run: it may not hold an input."""
+    root = _TrainState(out).root
+    try:
+        check_not_input(root, inputs)
+    except UsageError:
+        raise UsageError(
+            f"--out {out}: its training-state directory {root} would overlap an input (--train, --val, "
+            "--weights, the model); choose another --out"
+        ) from None
+
+
+def _check_keeps_images(out: Path, data: Any) -> None:
+    """An image list (CSV/JSONL of paths) may name images anywhere: --out may not be, or contain,
+    a folder holding them (with --force, replacing it would delete them)."""
+    if getattr(data, "INPUTS", None) != "paths":
+        return
+    target = out.resolve()
+    for folder in sorted({os.path.dirname(p) for p in data.inputs}):
+        resolved = Path(folder).resolve()
+        if resolved == target or target in resolved.parents:
+            where = "is" if resolved == target else "contains"
+            raise UsageError(
+                f"--out {out}: {where} the folder {folder} of images listed in {data.source}; "
+                "choose a directory apart from the inputs"
+            )
+
+
 def _seeded_subset(data: Any, limit: int | None, seed: int) -> Any:
     if not limit or limit >= len(data):
         return data
@@ -165,6 +211,16 @@ class _TrainState:
         self.latest = self.root / "latest"
 
     def exists(self) -> bool:
+        if not self.latest.exists():
+            # Killed between save()'s two renames: "tmp" is complete (latest is moved aside only
+            # once it is written, state.json last), else "old" is the last complete state.
+            for fallback in (self.root / "tmp", self.root / "old"):
+                if all((fallback / f).is_file() for f in STATE_FILES):
+                    try:
+                        fallback.rename(self.latest)
+                    except OSError:  # another rank of a torchrun job got there first
+                        pass
+                    break
         return all((self.latest / f).is_file() for f in STATE_FILES)
 
     def save(self, model: Any, optimizer: Any, scheduler: Any, info: dict[str, Any]) -> None:
@@ -187,19 +243,114 @@ class _TrainState:
         tmp.rename(self.latest)
         shutil.rmtree(old, ignore_errors=True)
 
+    def _refuse(self, what: str, why: str) -> ArtifactError:
+        return ArtifactError(
+            f"{self.latest / what}: not a training state this run can resume ({why}); "
+            "rerun without --resume to start over (that clears it)"
+        )
+
+    def info(self) -> dict[str, Any]:
+        """state.json (a mapping with the run's fingerprint), read without trusting it."""
+        try:
+            info = json.loads((self.latest / "state.json").read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise self._refuse("state.json", _brief(exc)) from None
+        if not isinstance(info, dict) or not isinstance(info.get("fingerprint"), dict):
+            raise self._refuse("state.json", "no fingerprint mapping")
+        return info
+
     def load(self, model: Any, optimizer: Any, scheduler: Any) -> dict[str, Any]:
+        """Restore weights, optimizer, scheduler and RNG; anything unreadable or that does not fit
+        this run is an ArtifactError (one line), and nothing is unpickled beyond tensors."""
         import torch
         from safetensors.torch import load_file
 
-        model.load_state_dict(load_file(str(self.latest / "model.safetensors")))
-        blob = torch.load(self.latest / "optim.pt", weights_only=True)  # never unpickle arbitrary objects
-        optimizer.load_state_dict(blob["optimizer"])
-        scheduler.load_state_dict(blob["scheduler"])
-        torch.set_rng_state(blob["rng"])
-        return json.loads((self.latest / "state.json").read_text())
+        info = self.info()
+        counters = ("epoch", "step", "global_step")
+        history = info.get("history")
+        scores = ("accuracy", "macro_f1", "loss")  # what the artifact's metrics are taken from
+        if not (
+            all(type(info.get(k)) is int and info[k] >= 0 for k in counters)
+            and isinstance(history, list)
+            and all(isinstance(h, dict) and all(isinstance(h.get(k), (int, float)) for k in scores) for h in history)
+        ):
+            raise self._refuse(
+                "state.json", "needs epoch, step and global_step (integers >= 0) and a history of epoch scores"
+            )
+        try:
+            weights = load_file(str(self.latest / "model.safetensors"))
+            model.load_state_dict(weights)
+        except Exception as exc:  # SafetensorError on junk; RuntimeError on missing or misshapen tensors
+            raise self._refuse("model.safetensors", _brief(exc)) from None
+        try:
+            # weights_only: tensors and plain containers only, never arbitrary objects (a planted
+            # pickle's code does not run: it is refused). torch raises UnpicklingError, RuntimeError,
+            # EOFError, IndexError... on junk, and warns about pickle protocols it did not write.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                blob = torch.load(self.latest / "optim.pt", map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise self._refuse("optim.pt", _torch_load_reason(exc)) from None
+        try:
+            _check_optim_blob(blob, optimizer, scheduler)
+            optimizer.load_state_dict(blob["optimizer"])
+            _check_optimizer_state(optimizer)
+            scheduler.load_state_dict(blob["scheduler"])
+            torch.set_rng_state(blob["rng"])
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError, RuntimeError) as exc:
+            raise self._refuse("optim.pt", _brief(exc)) from None
+        return info
 
     def clear(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _brief(exc: BaseException) -> str:
+    """An exception's message on one line, shortened (torch's run over many lines)."""
+    return (" ".join(str(exc).split()) or type(exc).__name__)[:300]
+
+
+def _torch_load_reason(exc: BaseException) -> str:
+    """Why torch.load(weights_only=True) refused a file, without torch's advice to load it unsafely."""
+    text = str(exc)
+    if "WeightsUnpickler error:" in text:
+        detail = " ".join(text.split("WeightsUnpickler error:", 1)[1].split("Check the documentation")[0].split())
+        return f"it holds more than tensors: {detail}"[:300]
+    return _brief(exc).split(". ")[0]
+
+
+def _check_optim_blob(blob: Any, optimizer: Any, scheduler: Any) -> None:
+    """The shape of what ``_TrainState.save`` writes, before any of it is loaded: a scheduler state
+    with other keys or types would be written into the scheduler object as it is."""
+    import torch
+
+    if not isinstance(blob, dict) or set(blob) != {"optimizer", "scheduler", "rng"}:
+        raise ValueError("expected a mapping of optimizer, scheduler and rng")
+    own = scheduler.state_dict()
+    theirs = blob["scheduler"]
+    if not isinstance(theirs, dict) or set(theirs) != set(own):
+        raise ValueError(f"the scheduler state has other keys than {', '.join(sorted(own))}")
+    for key, value in own.items():
+        if value is not None and type(theirs[key]) is not type(value):
+            raise ValueError(f"scheduler '{key}' is {type(theirs[key]).__name__}, not {type(value).__name__}")
+    rng, expected = blob["rng"], torch.get_rng_state()
+    if not isinstance(rng, torch.Tensor) or rng.dtype != expected.dtype or rng.shape != expected.shape:
+        raise ValueError("rng is not a CPU generator state")
+    if not isinstance(blob["optimizer"], dict):
+        raise ValueError("the optimizer state is not a mapping")
+
+
+def _check_optimizer_state(optimizer: Any) -> None:
+    """Each parameter's moments must have the parameter's shape (else the first step fails deep in AdamW)."""
+    import torch
+
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            for key, value in optimizer.state.get(param, {}).items():
+                if isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape != param.shape:
+                    raise ValueError(
+                        f"optimizer '{key}' has shape {list(value.shape)} for a parameter of {list(param.shape)}"
+                    )
 
 
 @dataclass(frozen=True)
@@ -263,7 +414,9 @@ def finetune(opts: FinetuneOptions, out: str | Path, force: bool = False) -> Art
 
     out = Path(out)
     opts.validate()
-    check_out_dir(out, force)
+    inputs = _inputs(opts)
+    check_out_dir(out, force, inputs)
+    _check_state_apart(out, inputs)
     spec = resolve_model(opts.model)
     task = get_task(spec.task)
     if spec.task == "image-classification":
@@ -271,6 +424,8 @@ def finetune(opts: FinetuneOptions, out: str | Path, force: bool = False) -> Art
     elif opts.weights or not opts.pretrained or opts.image_size:
         raise UsageError(f"--weights, --no-pretrained and --image-size are for image models, not {opts.model}")
     train, val, val_how, digests = _load_data(opts, task)
+    for data in (train, val):
+        _check_keeps_images(out, data)
     labels = train.label_set()
     dist = _distributed()
     fingerprint = {**_fingerprint(opts, digests), "world_size": dist.world}
@@ -319,7 +474,7 @@ def finetune(opts: FinetuneOptions, out: str | Path, force: bool = False) -> Art
     state = _TrainState(out)
     start_epoch, start_step, history, resumed_from = 0, 0, [], None
     if opts.resume and state.exists():
-        info = json.loads((state.latest / "state.json").read_text())
+        info = state.info()
         if info["fingerprint"] != fingerprint:
             diff = sorted(k for k in fingerprint if info["fingerprint"].get(k) != fingerprint[k])
             raise UsageError(
@@ -407,7 +562,7 @@ def finetune(opts: FinetuneOptions, out: str | Path, force: bool = False) -> Art
     final = history[-1] if history else _evaluate(recipe, labels)
     model.eval()
 
-    with ArtifactWriter(out, force=force) as writer:
+    with ArtifactWriter(out, force=force, inputs=inputs) as writer:
         weights = writer.add("weights", "model.safetensors")
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(weights))
         parts = recipe.write(writer)

@@ -38,7 +38,7 @@ def classification_metrics(logits: np.ndarray, truth: Sequence[int], num_classes
 def evaluate_predictor(predictor, texts: Sequence[str], labels: Sequence[str]) -> dict[str, float]:
     """Accuracy and macro-F1 of a loaded artifact on labelled texts."""
     index = {name: i for i, name in enumerate(predictor.labels)}
-    logits = predictor.logits(list(texts))
+    logits = predictor.check_outputs(predictor.logits(list(texts)))  # one score per label, or an error
     return classification_metrics(logits, [index[label] for label in labels], len(predictor.labels))
 
 

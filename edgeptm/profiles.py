@@ -191,6 +191,9 @@ def _check_values(profile: Profile, path: Path) -> None:
             raise ProfileError(f"{path}: {key} must be >= 1, got {value}")
     if profile.bench.warmup < 0:
         raise ProfileError(f"{path}: bench.warmup must be >= 0, got {profile.bench.warmup}")
+    drop = profile.quantize.max_accuracy_drop
+    if drop is not None and not drop >= 0:  # also NaN: a negative drop demands a gain, and every quantize fails
+        raise ProfileError(f"{path}: quantize.max_accuracy_drop must be >= 0 (accuracy points), got {drop:g}")
 
 
 def _check_compile(profile: Profile, path: Path) -> None:

@@ -6,8 +6,10 @@ The tiny model uses the real all-MiniLM-L6-v2 tokenizer (from the packaged weigh
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,9 @@ ASSETS = Path(__file__).parent / "assets"
 REVIEWS = ASSETS / "reviews.csv"
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a hub
+# The suite's own trust store (engines it compiles are recorded there, never in the user's).
+os.environ["EDGEPTM_TRUST_DIR"] = tempfile.mkdtemp(prefix="edgeptm-trust-")
+atexit.register(shutil.rmtree, os.environ["EDGEPTM_TRUST_DIR"], True)
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 

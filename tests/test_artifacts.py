@@ -12,7 +12,13 @@ from edgeptm.errors import ArtifactError, UsageError
 def _make(out: Path, force: bool = False, content: str = "hello"):
     with ArtifactWriter(out, force=force) as writer:
         writer.add("model", "model.bin").write_text(content)
-        return writer.finish("onnx", {"task": "text-classification", "labels": ["a", "b"]})
+        io = {
+            "inputs": [{"name": "x", "dtype": "float32", "shape": ["batch", 3]}],
+            "outputs": [{"name": "y", "dtype": "float32", "shape": ["batch", 2]}],
+        }
+        model = {"encoder_type": "bert", "encoder_config": "encoder", "pooling": "cls"}
+        manifest = {"task": "text-classification", "labels": ["a", "b"], "io": io, "model": model}
+        return writer.finish("onnx", {**manifest, "preprocessing": {"tokenizer": "tokenizer", "max_length": 8}})
 
 
 def test_round_trip_records_checksums(tmp_path: Path):

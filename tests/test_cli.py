@@ -208,5 +208,5 @@ def test_usage_errors_exit_2(tiny_onnx, tmp_path: Path):
 def test_out_may_not_replace_its_source(tiny_onnx, tmp_path: Path):
     copy = tmp_path / "onnx"
     shutil.copytree(tiny_onnx.path, copy)
-    assert_one_line_error(run("quantize", copy, "--out", copy, "--force"), "would overwrite its own source")
+    assert_one_line_error(run("quantize", copy, "--out", copy, "--force"), "would overwrite its own input")
     assert (copy / "manifest.json").is_file()

@@ -49,6 +49,11 @@ def engine_built_elsewhere(engine, directory: Path, **compile_record) -> Path:
     manifest = json.loads((directory / "manifest.json").read_text())
     manifest["compile"].update(compile_record)
     (directory / "manifest.json").write_text(json.dumps(manifest))
+    # Another manifest is another artifact: trusted as a user would, after 'edgeptm trust'.
+    from edgeptm import trust
+    from edgeptm.artifacts import open_artifact
+
+    trust.record(open_artifact(directory), "test: trusted copy", ["AOTInductor shared library"])
     return directory
 
 

@@ -337,13 +337,17 @@ def main() -> None:
     parser.add_argument("--val-limit", type=int, default=None, help="score on the first N validation sentences")
     parser.add_argument("--no-diagnostic", action="store_true", help="leave out the diagnostic variant")
     parser.add_argument(
-        "--quiet-threshold", type=float, default=0.25,
+        "--quiet-threshold",
+        type=float,
+        default=0.25,
         help="a round counts as quiet when other processes used at most this fraction of all CPUs just "
         "before and just after it (sampled for 0.3 s while every worker waits)",
     )
     parser.add_argument("--quiet-wait", type=float, default=20, help="seconds to wait for quiet before a round")
     parser.add_argument(
-        "--budget-min", type=float, default=None,
+        "--budget-min",
+        type=float,
+        default=None,
         help="start no new round after this many minutes of rounds (at least 10 rounds run)",
     )
     parser.add_argument("--json", default=None, help="write the full report here")
@@ -385,8 +389,11 @@ def main() -> None:
                 time.sleep(PAUSE_S)
             after = background_busy()
             rounds.append({"busy_before": before, "busy_after": after, "waited_s": waited})
-            print(f"round {r + 1}/{args.rounds}: others' CPU use {before:.2f} before, {after:.2f} after"
-                  f"{f' (waited {waited:.0f} s)' if waited else ''}", file=sys.stderr)
+            print(
+                f"round {r + 1}/{args.rounds}: others' CPU use {before:.2f} before, {after:.2f} after"
+                f"{f' (waited {waited:.0f} s)' if waited else ''}",
+                file=sys.stderr,
+            )
     finally:
         for worker in workers:
             stop(worker)
@@ -479,7 +486,9 @@ def format_report(report: dict[str, Any]) -> str:
         "each variant in its own process; "
         f"{report['wall_s']} s",
         f"statistics over {rounds['used']}: {rounds['quiet']} of {rounds['total']} rounds were quiet "
-        f"(others' CPU use <= {s['quiet_threshold']} before and after)" if rounds else "",
+        f"(others' CPU use <= {s['quiet_threshold']} before and after)"
+        if rounds
+        else "",
         "",
         "| variant | p50 ms | p90 ms | ratio vs edgeptm INT8 (p50) | per-round ratio median [IQR] | accuracy | "
         "McNemar p vs edgeptm INT8 | agree w/ PyTorch FP32 | size MB |",

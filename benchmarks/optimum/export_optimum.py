@@ -190,8 +190,10 @@ def main() -> None:
             "api": "ORTQuantizer.quantize(AutoQuantizationConfig.avx512_vnni("
             f"is_static=False, per_channel={per_channel}))",
             "workaround": workaround,
-            "config": {k: str(v) if not isinstance(v, (bool, int, float, list, type(None))) else v
-                       for k, v in qconfig.__dict__.items()},
+            "config": {
+                k: str(v) if not isinstance(v, (bool, int, float, list, type(None))) else v
+                for k, v in qconfig.__dict__.items()
+            },
             "seconds": round(time.perf_counter() - started, 1),
             "file": f"{name}/model_optimized_quantized.onnx",
         }
@@ -227,9 +229,9 @@ def main() -> None:
     reference_model = AutoModelForSequenceClassification.from_pretrained(hf_dir, trust_remote_code=True).eval()
     with torch.no_grad():
         reference = reference_model(**{k: torch.from_numpy(v) for k, v in feed.items()}).logits.numpy()
-    record["attn_implementation_of_exported_model"] = getattr(
-        model.config, "_attn_implementation", None
-    ) or getattr(reference_model.config, "_attn_implementation", None)
+    record["attn_implementation_of_exported_model"] = getattr(model.config, "_attn_implementation", None) or getattr(
+        reference_model.config, "_attn_implementation", None
+    )
     for step in record["steps"].values():
         path = out / step["file"]
         step["size_mb"] = round(path.stat().st_size / 1e6, 2)

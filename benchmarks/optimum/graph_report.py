@@ -51,8 +51,9 @@ def runtime_ops(path: Path, disabled: list[str] | None, threads: int) -> collect
     with tempfile.TemporaryDirectory() as tmp:
         options = session_options(threads)
         options.optimized_model_filepath = os.path.join(tmp, "optimized.onnx")
-        ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"],
-                             disabled_optimizers=disabled)
+        ort.InferenceSession(
+            str(path), sess_options=options, providers=["CPUExecutionProvider"], disabled_optimizers=disabled
+        )
         return op_counts(Path(options.optimized_model_filepath))
 
 
@@ -67,8 +68,9 @@ def profile(files: dict, feed: dict, runs: int, threads: int, block: int = 10) -
             options = session_options(threads)
             options.enable_profiling = True
             options.profile_file_prefix = os.path.join(tmp, f"profile{i}")
-            session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"],
-                                           disabled_optimizers=disabled)
+            session = ort.InferenceSession(
+                str(path), sess_options=options, providers=["CPUExecutionProvider"], disabled_optimizers=disabled
+            )
             bound = {k.name: feed[k.name] for k in session.get_inputs()}
             for _ in range(30):  # warm-up, dropped below
                 session.run(None, bound)
@@ -125,9 +127,22 @@ def main() -> None:
     feed = TextPreprocessor(checkpoint).encode(artifact_val_data(checkpoint).texts[:1], args.seq_len)
     rows = [r for r in variants(Path(args.root), Path(args.optimum), diagnostic=True) if r["kind"] != "torch"]
     interesting = (
-        "EmbedLayerNormalization", "QEmbedLayerNormalization", "Gather", "LayerNormalization",
-        "SkipLayerNormalization", "Attention", "QAttention", "BiasGelu", "MatMul", "MatMulInteger",
-        "DynamicQuantizeLinear", "DequantizeLinear", "Add", "Mul", "Cast", "Gemm",
+        "EmbedLayerNormalization",
+        "QEmbedLayerNormalization",
+        "Gather",
+        "LayerNormalization",
+        "SkipLayerNormalization",
+        "Attention",
+        "QAttention",
+        "BiasGelu",
+        "MatMul",
+        "MatMulInteger",
+        "DynamicQuantizeLinear",
+        "DequantizeLinear",
+        "Add",
+        "Mul",
+        "Cast",
+        "Gemm",
     )
     print("## Operators in each file (as written)\n")
     print("| variant | nodes | " + " | ".join(interesting) + " |")
@@ -141,8 +156,10 @@ def main() -> None:
         print(f"| {row['name']} | {sum(counts.values())} | {cells} |")
     if not args.profile:
         return
-    print(f"\n## ONNX Runtime kernel time per call (us), batch 1, seq {args.seq_len}, {args.threads} threads, "
-          f"{args.runs} profiled runs; ops of the graph ONNX Runtime runs after its own rewrites\n")
+    print(
+        f"\n## ONNX Runtime kernel time per call (us), batch 1, seq {args.seq_len}, {args.threads} threads, "
+        f"{args.runs} profiled runs; ops of the graph ONNX Runtime runs after its own rewrites\n"
+    )
     profiles = profile(files, feed, args.runs, args.threads)
     for name, (path, disabled) in files.items():
         by_op = profiles[name]
@@ -150,8 +167,10 @@ def main() -> None:
         top = ", ".join(f"{op} {us:.0f}" for op, us in list(by_op.items())[:8])
         ops = runtime_ops(path, disabled, args.threads)
         print(f"- **{name}**: kernels {total / 1000:.2f} ms/call: {top}")
-        print(f"  runtime graph: {sum(ops.values())} nodes, " + ", ".join(
-            f"{op} {n}" for op, n in sorted(ops.items(), key=lambda kv: -kv[1])[:10]))
+        print(
+            f"  runtime graph: {sum(ops.values())} nodes, "
+            + ", ".join(f"{op} {n}" for op, n in sorted(ops.items(), key=lambda kv: -kv[1])[:10])
+        )
 
 
 if __name__ == "__main__":

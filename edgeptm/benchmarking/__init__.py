@@ -55,6 +55,9 @@ class BenchOptions:
     thread_counts: list[int] | None = None
     providers: list[str] | None = None  # ONNX Runtime execution providers: cpu, cuda, tensorrt
     max_batch: int = 256  # offline: the largest batch size the search tries
+    # Digests ('sha256:...') of artifacts the caller vouches for: each must match one artifact, and
+    # pins it (its native code, if any, loads without 'edgeptm trust').
+    digests: tuple[str, ...] = ()
 
     def resolved(self) -> dict[str, Any]:
         profile = resolve_profile(self.profile)
@@ -147,6 +150,7 @@ def bench(paths: list[str | Path], options: BenchOptions | None = None) -> dict[
     if not paths:
         raise UsageError("bench needs at least one artifact")
     artifacts = [open_artifact(p) for p in paths]  # verify everything before spending time
+    _check_trust(artifacts, options)
     results: list[dict[str, Any]] = []
     plan = ""
     for point in sweep_points(settings):
@@ -301,6 +305,25 @@ def _timed(
     }
 
 
+def _check_trust(artifacts: list[Any], options: BenchOptions) -> None:
+    """Pins first, then refuse (before any worker starts) an artifact whose native code nobody
+    trusts. Workers get each artifact's digest, so they load exactly what was checked here."""
+    from edgeptm import trust
+    from edgeptm.runtime.base import native_code
+
+    pins = {trust.check_digest_arg(d) for d in options.digests}
+    for artifact in artifacts:
+        if artifact.digest in pins:
+            trust.pin(artifact, artifact.digest)
+    unmatched = sorted(pins - {a.digest for a in artifacts})
+    if unmatched:
+        raise UsageError(f"--digest {unmatched[0]}: matches none of the artifacts (see 'edgeptm verify DIR')")
+    for artifact in artifacts:
+        native = native_code(artifact, options.backend)
+        if native:
+            trust.require(artifact, "; ".join(native))
+
+
 def _start(artifact: Any, backend: str | None, settings: dict[str, Any]) -> dict[str, Any]:
     """A fresh interpreter running ``edgeptm.benchmarking.worker``, talking over a socket pair.
 
@@ -310,7 +333,9 @@ def _start(artifact: Any, backend: str | None, settings: dict[str, Any]) -> dict
     from multiprocessing.connection import Connection
 
     ours, theirs = socket.socketpair()
-    config = {"path": str(artifact.path), "backend": backend, **settings}
+    # The digest pins the worker to the artifact checked in this process (and carries its trust).
+    digest = artifact.digest if artifact.trust else None
+    config = {"path": str(artifact.path), "backend": backend, "digest": digest, **settings}
     process = subprocess.Popen(
         [sys.executable, "-m", "edgeptm.benchmarking.worker", str(theirs.fileno()), json.dumps(config)],
         pass_fds=[theirs.fileno()],

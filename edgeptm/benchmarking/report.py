@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from edgeptm.artifacts import write_json_atomic
+from edgeptm.artifacts import check_output_paths, write_json_atomic
 from edgeptm.errors import BenchError
 
 log = logging.getLogger(__name__)
@@ -141,14 +141,25 @@ def to_html(report: dict[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
+REPORT_SUFFIXES = (".json", ".csv", ".md", ".html")
+
+
+def report_paths(stem: str | os.PathLike[str]) -> list[Path]:
+    """The files ``--report STEM`` writes."""
+    stem = Path(stem)
+    return [stem.with_name(stem.name + suffix) for suffix in REPORT_SUFFIXES]
+
+
 def write_reports(report: dict[str, Any], stem: str | os.PathLike[str]) -> list[Path]:
     """Write ``stem``.json, .csv, .md and .html, each atomically; returns their paths.
 
-    Everything is rendered before anything is written, so a renderer's failure leaves no mixed set."""
+    Everything is rendered before anything is written, so a renderer's failure leaves no mixed set.
+    A stem inside an artifact directory is refused (``check_output_paths``)."""
+    check_output_paths(report_paths(stem), "--report")
     stem = Path(stem)
     texts = {".csv": to_csv(report), ".md": to_markdown(report), ".html": to_html(report)}
     stem.parent.mkdir(parents=True, exist_ok=True)
-    paths = [stem.with_name(stem.name + ".json")]
+    paths = [stem.with_name(stem.name + REPORT_SUFFIXES[0])]
     write_json_atomic(paths[0], report)
     for suffix, text in texts.items():
         path = stem.with_name(stem.name + suffix)

@@ -30,7 +30,9 @@ class Session:
         self.config = config
         started = time.perf_counter()
         artifact = open_artifact(config["path"])
-        self.predictor = load(artifact, config.get("backend"), config["threads"], config.get("provider"))
+        self.predictor = load(
+            artifact, config.get("backend"), config["threads"], config.get("provider"), config.get("digest")
+        )
         self.load_s = time.perf_counter() - started
         self.pre = self.predictor.preprocessor
         if config.get("image_size"):

@@ -26,6 +26,8 @@ COMMANDS = {
     "bench": ("edgeptm.cli.bench", "Time artifacts side by side (each in its own process)."),
     "predict": ("edgeptm.cli.predict", "Run an artifact on texts or image files: top labels and scores."),
     "profiles": ("edgeptm.cli.profiles", "List and show device profiles (export_profiles/*.yaml)."),
+    "verify": ("edgeptm.cli.trust:verify_command", "Check an artifact (schema, paths, checksums); print its digest."),
+    "trust": ("edgeptm.cli.trust:trust_command", "Let an artifact's native code (AOTInductor, TensorRT) load here."),
     "demo": ("edgeptm.cli.demo", "Fine-tune, export, quantize and benchmark MiniLM on Rotten Tomatoes."),
     "demo-vision": (
         "edgeptm.cli.demo:vision_command",

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from edgeptm.artifacts import write_json_atomic
@@ -136,6 +138,14 @@ def command() -> None:
     default=None,
     help="Write STEM.json, STEM.csv, STEM.md and STEM.html (one page with plots).",
 )
+@click.option(
+    "--digest",
+    "digests",
+    multiple=True,
+    metavar="SHA256",
+    help="Pin an artifact by its digest ('edgeptm verify' prints it); repeat for several. A pinned "
+    "AOTInductor/TensorRT engine loads without 'edgeptm trust'.",
+)
 @profile_option
 def run(
     artifacts: tuple[str, ...],
@@ -151,7 +161,17 @@ def run(
     """Time ARTIFACTS side by side, each in its own process: PyTorch eager for checkpoints, ONNX
     Runtime for ONNX, an engine on its runtime. Lists sweep every combination."""
     from edgeptm.benchmarking import BenchOptions, bench
+    from edgeptm.artifacts import check_output_paths
+    from edgeptm.benchmarking.report import report_paths
+    from edgeptm.profiles import resolve_profile
 
+    # Refused before anything runs: a report over an input or inside an artifact directory.
+    profile = resolve_profile(kwargs.get("profile"))
+    inputs = [*(a for a in artifacts if Path(a).exists()), profile and profile.path]  # not registered names
+    if json_path:
+        check_output_paths([json_path], "--json", inputs)
+    if report_stem:
+        check_output_paths(report_paths(report_stem), "--report", inputs)
     options = BenchOptions(
         batch_size=batch_size[0] if batch_size and len(batch_size) == 1 else None,
         batch_sizes=batch_size if batch_size and len(batch_size) > 1 else None,

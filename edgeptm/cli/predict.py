@@ -13,6 +13,13 @@ from edgeptm.cli.common import echo_json, threads_option
 )
 @click.option("--json", "as_json", is_flag=True, help='Print [{"input": ..., "predictions": [{"label", "score"}]}].')
 @click.option("--backend", default=None, help="Runtime [default: by artifact kind: torch or onnxruntime].")
+@click.option(
+    "--digest",
+    default=None,
+    metavar="SHA256",
+    help="Load ARTIFACT only if it has this digest ('edgeptm verify' prints it); a pinned AOTInductor or "
+    "TensorRT engine loads without 'edgeptm trust'.",
+)
 @threads_option
 def command(
     artifact: str,
@@ -20,6 +27,7 @@ def command(
     top_k: int | None,
     as_json: bool,
     backend: str | None,
+    digest: str | None,
     threads: int | None,
 ) -> None:
     """Classify INPUTS (texts, or image files for an image model) with ARTIFACT.
@@ -31,7 +39,7 @@ def command(
     """
     import edgeptm
 
-    with edgeptm.load(artifact, backend=backend, threads=threads) as predictor:
+    with edgeptm.load(artifact, backend=backend, threads=threads, digest=digest) as predictor:
         if predictor.artifact.task == "feature-extraction":
             _embeddings(predictor, list(inputs), as_json)
             return

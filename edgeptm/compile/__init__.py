@@ -15,9 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgeptm.artifacts import Artifact, ArtifactWriter, open_stage_source
+from edgeptm import trust
+from edgeptm.artifacts import Artifact, ArtifactWriter, check_output_paths, open_stage_source
 from edgeptm.errors import UsageError
 from edgeptm.profiles import Profile, pick, resolve_profile
+from edgeptm.runtime.base import native_code
 
 log = logging.getLogger(__name__)
 
@@ -172,13 +174,23 @@ def compile(  # noqa: A001 - the stage is called compile, as in the CLI
     if options.max_accuracy_drop is not None and options.max_accuracy_drop < 0:
         raise UsageError(f"--max-accuracy-drop must be >= 0, got {options.max_accuracy_drop}")
     out = Path(out)
-    artifact = open_stage_source(source, out, force, f"compile --target {name}", accepts, lambda a: a.kind in kinds)
+    # What the stage reads, which --out (replaced with --force) may not touch.
+    inputs = [options.calib, options.timing_cache, profile and profile.path]
+    artifact = open_stage_source(
+        source, out, force, f"compile --target {name}", accepts, lambda a: a.kind in kinds, inputs=inputs
+    )
+    if options.timing_cache:  # TensorRT writes it back: never over the source or into an artifact
+        check_output_paths([options.timing_cache], "--timing-cache", [artifact.path])
     module_name, function = target.split(":")
     build = getattr(importlib.import_module(module_name), function)
-    with ArtifactWriter(out, force=force) as writer:
+    with ArtifactWriter(out, force=force, inputs=[artifact.path, *inputs]) as writer:
         manifest = build(artifact, writer, options)
         manifest["profile"] = profile.record() if profile else None
-        return writer.finish("engine", manifest)
+        engine = writer.finish("engine", manifest)
+    native = native_code(engine)
+    if native:  # built by this user here: its native code may load without 'edgeptm trust'
+        trust.record(engine, "built here", native)
+    return engine
 
 
 __all__ = ["CompileOptions", "ONLY_FOR", "TARGETS", "compile", "engine_manifest", "validate_against_onnxruntime"]

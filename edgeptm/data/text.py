@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,18 @@ class TextDataset(Labelled):
                 fh.write(json.dumps({text_column: text, label_column: label}, ensure_ascii=False) + "\n")
 
 
+def _allow_long_fields() -> None:
+    """csv refuses a field over 128 KiB by default (as "malformed CSV"), while JSONL takes any
+    length: lift the limit to the largest the platform's C long holds, for CSV as for JSONL."""
+    limit = sys.maxsize
+    while True:
+        try:
+            csv.field_size_limit(limit)
+            return
+        except OverflowError:  # a 32-bit C long (Windows)
+            limit //= 2
+
+
 def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     suffix = path.suffix.lower()
     if suffix == ".json":  # one JSON array of objects
@@ -57,6 +70,7 @@ def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
                     raise DataError(f"{path}:{number}: each JSONL line must be an object")
                 yield number, row
     elif suffix in (".csv", ".tsv"):
+        _allow_long_fields()
         with open(path, encoding="utf-8-sig", newline="") as fh:
             reader = csv.DictReader(fh, delimiter="\t" if suffix == ".tsv" else ",")
             if reader.fieldnames is None:

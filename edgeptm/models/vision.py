@@ -413,6 +413,13 @@ def load_image_classifier(checkpoint_dir: Path, manifest: dict[str, Any]) -> Any
     from edgeptm.models.weights import load_artifact_weights
 
     info = manifest["model"]
+    if info["library"] not in BUILDERS:
+        raise ModelError(
+            f"{checkpoint_dir}: model.library '{info['library']}' is not one this edgeptm builds "
+            f"({', '.join(BUILDERS)})"
+        )
+    if not manifest.get("labels") or "crop" not in manifest["preprocessing"]:
+        raise ModelError(f"{checkpoint_dir}: an image checkpoint's manifest needs 'labels' and 'preprocessing.crop'")
     crop = int(manifest["preprocessing"]["crop"])
     model = BUILDERS[info["library"]](info["arch"], len(manifest["labels"]), crop)
     return load_artifact_weights(model, checkpoint_dir, manifest)

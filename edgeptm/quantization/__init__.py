@@ -2,7 +2,8 @@
 
 Precision is written into the graph once, here, for every runtime that reads it (INT8 as QDQ
 nodes, FP16 as half tensors). Each mode is a function
-``(source model path, target path, family, settings, calibration) -> record``; the accuracy guard
+``(source model path, target path, family, settings, calibration) -> record``, given a private
+copy of the source model (it may write beside it, as ONNX Runtime's quantizer does); the accuracy guard
 around it is common to all modes: the parent and the quantized model are scored on the same
 validation data in the same run, the delta goes into the manifest, and a drop beyond
 ``max_accuracy_drop`` fails the stage before anything is written.
@@ -11,12 +12,15 @@ validation data in the same run, the delta goes into the manifest, and a drop be
 from __future__ import annotations
 
 import logging
+import shutil
+import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from edgeptm.artifacts import Artifact, ArtifactWriter, open_stage_source
-from edgeptm.errors import AccuracyError, UsageError
+from edgeptm.artifacts import Artifact, ArtifactWriter, open_stage_source, sha256_file
+from edgeptm.errors import AccuracyError, ArtifactError, UsageError
 from edgeptm.profiles import Profile, pick, resolve_profile
 from edgeptm.quantization.dynamic import quantize_dynamic_int8
 from edgeptm.quantization.fp16 import convert_fp16
@@ -127,6 +131,26 @@ def check_accuracy_drop(
     return delta
 
 
+@contextmanager
+def private_copy(artifact: Artifact, role: str, staging: Path) -> Iterator[Path]:
+    """The source's ``role`` file, copied into a private directory inside ``staging`` and checked
+    against the manifest's checksum; removed on exit. ONNX Runtime's quantizer writes beside the
+    model it reads (``model-inferred.onnx``, pre-processed and augmented graphs): on a copy, it
+    never writes into the source artifact, and runs of one source never meet each other."""
+    work = Path(tempfile.mkdtemp(prefix=".work-", dir=staging))
+    try:
+        entry = artifact.manifest["files"][role]
+        copy = work / Path(entry["path"]).name
+        shutil.copyfile(artifact.file(role), copy)
+        if sha256_file(copy) != entry["sha256"]:
+            raise ArtifactError(
+                f"{artifact.path}: file '{entry['path']}' ({role}) changed after it was verified; rebuild the artifact"
+            )
+        yield copy
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def quantize(
     source: str | Path | Artifact, out: str | Path, options: QuantizeOptions | None = None, force: bool = False
 ) -> Artifact:
@@ -139,6 +163,8 @@ def quantize(
 
     options = options or QuantizeOptions()
     out = Path(out)
+    profile = resolve_profile(options.profile)
+    inputs = [options.val, options.calib, profile and profile.path]
     artifact = open_stage_source(
         source,
         out,
@@ -146,9 +172,9 @@ def quantize(
         "quantize",
         "an fp32 ONNX artifact (from 'edgeptm export')",
         lambda a: a.kind == "onnx" and a.manifest.get("precision") == "fp32",
+        inputs=inputs,
     )
     task = get_task(artifact.task)
-    profile = resolve_profile(options.profile)
     section = profile.quantize if profile else None
     mode = pick(options.mode, section and section.mode, DEFAULT_MODE.get(artifact.task, "dynamic-int8"))
     if mode not in MODES:
@@ -181,8 +207,9 @@ def quantize(
     family = task.family(artifact)
     run, precision = MODES[mode]
 
-    with ArtifactWriter(out, force=force) as writer:
-        record = run(artifact.file("model"), writer.add("model", "model.onnx"), family, settings, calibration)
+    with ArtifactWriter(out, force=force, inputs=[artifact.path, *inputs]) as writer:
+        with private_copy(artifact, "model", writer.dir) as model:
+            record = run(model, writer.add("model", "model.onnx"), family, settings, calibration)
         writer.carry(artifact, prefixes=("tokenizer/", "calib_data"))
         manifest = {
             "task": artifact.task,

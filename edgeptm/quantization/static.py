@@ -81,7 +81,9 @@ def quantize_static_int8(
 
     ops = list(family.static_quant_ops) if family.static_quant_ops is not None else None  # None: every type
     method = settings["calibration_method"]
-    staged = target.with_name("preprocessed.onnx")
+    # Beside the source, a private copy (quantize's private_copy), as are the quantizer's own
+    # side files (preprocessed-inferred.onnx): the staging directory gets the target only.
+    staged = source.with_name("preprocessed.onnx")
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR)  # the quantizer logs generic advice on the root logger

@@ -16,16 +16,22 @@ from edgeptm.runtime.predictor import EmbeddingPredictor, Prediction, Predictor,
 
 
 def load(
-    path: str | Path | Artifact, backend: str | None = None, threads: int | None = None, provider: str | None = None
+    path: str | Path | Artifact,
+    backend: str | None = None,
+    threads: int | None = None,
+    provider: str | None = None,
+    digest: str | None = None,
 ) -> Predictor:
-    """Open an artifact (checksums verified) on its runtime, with its preprocessing attached.
-    ``provider``: ONNX Runtime's execution provider (cpu, cuda, tensorrt) for ONNX artifacts."""
+    """Open an artifact (manifest checked, checksums verified) on its runtime, with its
+    preprocessing attached. ``provider``: ONNX Runtime's execution provider (cpu, cuda, tensorrt)
+    for ONNX artifacts. ``digest`` ('sha256:...', as 'edgeptm verify' prints): load only that
+    artifact, and trust its native code (AOTInductor, TensorRT) without 'edgeptm trust'."""
     artifact = path if isinstance(path, Artifact) else open_artifact(path)
     from edgeptm.runtime.preprocess import PREPROCESSORS
 
     if artifact.task not in PREPROCESSORS:
         raise BackendError(f"{artifact.path}: task '{artifact.task}' has no predictor in this edgeptm")
-    return predictor_for(artifact, open_backend(artifact, backend, threads, provider))
+    return predictor_for(artifact, open_backend(artifact, backend, threads, provider, digest))
 
 
 __all__ = [

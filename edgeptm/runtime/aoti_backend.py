@@ -8,10 +8,12 @@ deep inside the generated code.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from edgeptm import trust
 from edgeptm.artifacts import Artifact
 from edgeptm.errors import BackendError
 
@@ -38,8 +40,25 @@ def check_compatible(artifact: Artifact) -> dict:
     return info
 
 
+def native_code(artifact: Artifact) -> list[str]:
+    """The shared libraries inside the ``.pt2`` (a zip), read from its directory without loading
+    any: their constructors run the moment the package is loaded."""
+    import zipfile
+
+    path = artifact.file("model")
+    try:
+        with zipfile.ZipFile(path) as package:
+            names = [n for n in package.namelist() if n.endswith((".so", ".dylib", ".dll")) or ".so." in n]
+    except (OSError, zipfile.BadZipFile):
+        names = []
+    where = f"{Path(path).name}: " + (", ".join(names) if names else "compiled kernels")
+    return [f"AOTInductor shared library ({where})"]
+
+
 class AotiBackend:
     def __init__(self, artifact: Artifact, threads: int | None = None) -> None:
+        # Before anything of the package is read: its shared library runs code when it is loaded.
+        trust.require(artifact, "; ".join(native_code(artifact)))
         info = check_compatible(artifact)
         self.device = info.get("device", "cpu")
         self.name = f"aoti-{self.device}"

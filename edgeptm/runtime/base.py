@@ -12,6 +12,7 @@ from typing import Protocol
 
 import numpy as np
 
+from edgeptm import trust
 from edgeptm.artifacts import Artifact
 from edgeptm.errors import BackendError
 
@@ -38,6 +39,25 @@ BACKENDS: dict[str, tuple[str, tuple[str, ...], str]] = {
     "executorch": ("edgeptm.runtime.executorch_backend:ExecuTorchBackend", ("engine",), "executorch"),
 }
 DEFAULT_FOR_KIND = {"checkpoint": "torch", "onnx": "onnxruntime"}
+# Backends whose loading maps native code shipped inside the artifact -> "module:function" that
+# lists that code (without loading it). Their artifacts load only when trusted (edgeptm.trust).
+NATIVE_CODE: dict[str, str] = {
+    "aoti": "edgeptm.runtime.aoti_backend:native_code",
+    "tensorrt": "edgeptm.runtime.tensorrt_backend:native_code",
+}
+
+
+def native_code(artifact: Artifact, name: str | None = None) -> list[str]:
+    """What native code loading ``artifact`` on its runtime would run (empty for data-only
+    artifacts: ONNX, OpenVINO IR, ExecuTorch programs, checkpoints)."""
+    try:
+        name = name or default_backend(artifact)
+    except BackendError:
+        return []
+    if name not in NATIVE_CODE:
+        return []
+    module_name, function = NATIVE_CODE[name].split(":")
+    return getattr(importlib.import_module(module_name), function)(artifact)
 
 
 def default_backend(artifact: Artifact) -> str:
@@ -50,14 +70,26 @@ def default_backend(artifact: Artifact) -> str:
 
 
 def open_backend(
-    artifact: Artifact, name: str | None = None, threads: int | None = None, provider: str | None = None
+    artifact: Artifact,
+    name: str | None = None,
+    threads: int | None = None,
+    provider: str | None = None,
+    digest: str | None = None,
 ) -> Backend:
+    """Open ``artifact`` on backend ``name`` (default: its own runtime). ``digest`` pins it: a
+    different artifact is refused, and the pinned one's native code is trusted. Artifacts whose
+    loading runs native code are refused here, before any of it is mapped, unless trusted."""
     name = name or default_backend(artifact)
     if name not in BACKENDS:
         raise BackendError(f"unknown backend '{name}' (known: {', '.join(BACKENDS)})")
     target, kinds, package = BACKENDS[name]
     if artifact.kind not in kinds:
         raise BackendError(f"{artifact.path}: backend '{name}' cannot run a '{artifact.kind}' artifact")
+    if digest is not None:
+        trust.pin(artifact, digest)
+    native = native_code(artifact, name)
+    if native:
+        trust.require(artifact, "; ".join(native))
     module_name, class_name = target.split(":")
     try:
         module = importlib.import_module(module_name)
@@ -68,4 +100,12 @@ def open_backend(
     if provider is not None and name != "onnxruntime":
         raise BackendError(f"execution provider '{provider}' is for ONNX Runtime; backend '{name}' has none")
     extra = {"provider": provider} if provider is not None else {}
-    return getattr(module, class_name)(artifact, threads=threads, **extra)
+    backend = getattr(module, class_name)(artifact, threads=threads, **extra)
+    declared = [i["name"] for i in artifact.manifest["io"]["inputs"]]
+    if sorted(backend.input_names) != sorted(declared):  # the manifest describes another model
+        backend.close()
+        raise BackendError(
+            f"{artifact.path}: the manifest's io.inputs ({', '.join(declared)}) are not the model's inputs "
+            f"({', '.join(backend.input_names)}); the artifact is inconsistent: rebuild it"
+        )
+    return backend

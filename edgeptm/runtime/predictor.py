@@ -8,6 +8,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from edgeptm.artifacts import Artifact
+from edgeptm.errors import ArtifactError
 from edgeptm.runtime.base import Backend
 from edgeptm.runtime.preprocess import preprocessor_for
 
@@ -70,15 +71,26 @@ class Predictor:
     def probabilities(self, inputs: Sequence[Any]) -> np.ndarray:
         return self.postprocess(self.logits(_as_list(inputs)))
 
+    def check_outputs(self, probs: np.ndarray) -> np.ndarray:
+        """A manifest's labels name the model's outputs one to one: refuse a list of another length
+        (it would name the wrong classes, or none)."""
+        if probs.ndim != 2 or probs.shape[-1] != len(self.labels):
+            scores = probs.shape[-1] if probs.ndim else 0
+            raise ArtifactError(
+                f"{self.artifact.path}: the manifest lists {len(self.labels)} labels but the model outputs "
+                f"{scores} scores per input; the artifact is inconsistent: rebuild it"
+            )
+        return probs
+
     def predict(self, inputs: Sequence[Any]) -> list[Prediction]:
         """The best label and its probability for each input."""
-        probs = self.probabilities(inputs)
+        probs = self.check_outputs(self.probabilities(inputs))
         best = probs.argmax(axis=-1)
         return [Prediction(self.labels[i], float(p[i])) for i, p in zip(best, probs)]
 
     def top_k(self, inputs: Sequence[Any], k: int = 5) -> list[list[Prediction]]:
         """The ``k`` most probable labels for each input, best first."""
-        probs = self.probabilities(inputs)
+        probs = self.check_outputs(self.probabilities(inputs))
         order = np.argsort(-probs, axis=-1, kind="stable")[:, :k]
         return [[Prediction(self.labels[i], float(p[i])) for i in row] for row, p in zip(order, probs)]
 

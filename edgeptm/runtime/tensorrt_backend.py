@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from edgeptm import trust
 from edgeptm.artifacts import Artifact
 from edgeptm.errors import BackendError
 
@@ -87,8 +88,20 @@ def _torch_dtype(trt: Any, dtype: Any) -> Any:
     return table[dtype]
 
 
+def native_code(artifact: Artifact) -> list[str]:
+    """A plan is deserialized by TensorRT into kernels; a version-compatible one also carries a lean
+    runtime that runs as host code, and plans may embed plugin code."""
+    info = artifact.manifest.get("compile") or {}
+    what = "TensorRT plan " + artifact.file("model").name
+    if info.get("version_compatible"):
+        what += " (version-compatible: carries a lean TensorRT runtime, run as host code)"
+    return [what]
+
+
 class TensorRTBackend:
     def __init__(self, artifact: Artifact, threads: int | None = None, cuda_graph: bool | None = None) -> None:
+        # Before TensorRT reads a byte of the plan: it may carry host code.
+        trusted = trust.require(artifact, "; ".join(native_code(artifact)))
         import torch
 
         from edgeptm.compile.tensorrt import _logger, gpu_identity, import_tensorrt
@@ -101,8 +114,9 @@ class TensorRTBackend:
         self._trt, self._torch = trt, torch
         self._logger = _logger(trt)
         self.runtime = trt.Runtime(self._logger)
-        if info.get("version_compatible"):
-            self.runtime.engine_host_code_allowed = True  # a version-compatible plan carries its lean runtime
+        if info.get("version_compatible") and trusted:
+            # A version-compatible plan carries its lean runtime: host code, allowed for trusted plans only.
+            self.runtime.engine_host_code_allowed = True
         self.engine = self.runtime.deserialize_cuda_engine(artifact.file("model").read_bytes())
         if self.engine is None:
             detail = "; ".join(self._logger.errors[-2:]) or "no detail"

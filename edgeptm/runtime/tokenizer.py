@@ -69,6 +69,16 @@ class TransformersTokenizer:
 
 
 def load_text_tokenizer(directory: Path) -> JsonTokenizer | TransformersTokenizer:
-    if (directory / "tokenizer.json").is_file():
-        return JsonTokenizer(directory)
-    return TransformersTokenizer(directory)
+    """The tokenizer saved in an artifact's directory. Its files come from the artifact (checksummed,
+    but written by whoever built it): any failure to parse them is the artifact's, in one line."""
+    from edgeptm.errors import ArtifactError
+
+    if not directory.is_dir():
+        raise ArtifactError(f"{directory}: the manifest's tokenizer directory is not in the artifact")
+    try:
+        if (directory / "tokenizer.json").is_file():
+            return JsonTokenizer(directory)
+        return TransformersTokenizer(directory)
+    except Exception as exc:  # tokenizers' Rust errors, transformers' OSError/ValueError, bad JSON
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ArtifactError(f"{directory}: cannot load the artifact's tokenizer ({detail})") from None
