@@ -189,7 +189,10 @@ def compile(  # noqa: A001 - the stage is called compile, as in the CLI
         engine = writer.finish("engine", manifest)
     native = native_code(engine)
     if native:  # built by this user here: its native code may load without 'edgeptm trust'
-        trust.record(engine, "built here", native)
+        try:
+            trust.record(engine, "built here", native)
+        except OSError as exc:  # a read-only home: the engine is fine, trusting it is left to the user
+            log.warning("could not record %s as trusted (%s); run: edgeptm trust %s", out, exc.strerror, out)
     return engine
 
 
