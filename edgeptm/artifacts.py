@@ -255,14 +255,14 @@ def check_output_paths(
             resolved = Path(source).resolve()
             if path == resolved or resolved in path.parents:
                 where = "is" if path == resolved else "lies inside"
-                raise UsageError(f"{option} {given}: {where} the input {source}; write the report elsewhere")
+                raise UsageError(f"{option} {given}: {where} the input {source}; choose a path apart from the inputs")
         if path.is_dir():
             raise UsageError(f"{option} {given}: is a directory; give a file name")
         for folder in path.parents:
             if _artifact_dir(folder):
                 raise UsageError(
                     f"{option} {given}: lies inside the artifact directory {folder} (it holds a {MANIFEST_NAME}); "
-                    "write the report elsewhere"
+                    "choose a path outside it"
                 )
 
 
