@@ -19,6 +19,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from edgeptm.artifacts import (
     Artifact,
     ArtifactWriter,
@@ -30,6 +32,7 @@ from edgeptm.artifacts import (
 from edgeptm.data.text import seeded_split
 from edgeptm.errors import ArtifactError, UsageError
 from edgeptm.models import resolve_model
+from edgeptm.probing import install, train_probe
 from edgeptm.tasks import get_task
 
 log = logging.getLogger(__name__)
@@ -44,9 +47,17 @@ class FinetuneOptions:
     val: str | None = None
     text_column: str = "text"
     label_column: str = "label"
-    epochs: int = 3
-    batch_size: int = 32
-    lr: float | None = None  # None: the model's default (text 5e-5, images 1e-3), 1e-3 on a frozen backbone
+    epochs: int | str = 3  # or "auto": until the selection metric stops improving (patience, max_epochs)
+    batch_size: int | None = None  # None: 16 below SMALL_TRAIN rows (twice the steps per epoch), else 32
+    lr: float | None = None  # the body's rate (its top layer); None: the recipe's (1e-4), 1e-3 on a frozen body
+    head_lr: float | None = None  # the new head's; None: the recipe's multiple of lr (10x)
+    layer_decay: float | None = None  # each body layer below the top gets this times less; None: the recipe's
+    select_metric: str = "auto"  # which epoch is kept: accuracy | macro_f1 | auto (macro-F1 on imbalanced labels)
+    patience: int = 2  # --epochs auto: stop after this many epochs without improvement
+    max_epochs: int = 20  # --epochs auto: at most this many
+    strategy: str = "auto"  # finetune | probe | auto: keep whichever of the two scores better
+    class_weights: str = "none"  # none | balanced: the loss weighs each class by the inverse of its share
+    head_init: str = "probe"  # probe: the head starts as the linear probe (LP-FT) | random
     max_length: int = 128
     # images
     image_size: int | None = None  # None: the model's own (224 for the ImageNet models)
@@ -67,26 +78,44 @@ class FinetuneOptions:
     progress: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def learning_rate(self, task: str = "text-classification") -> float:
-        if self.lr is not None:
-            return self.lr
-        if self.freeze_backbone:
-            return 1e-3
-        # Transformers forget their pretraining at CNN rates; small CNNs need more than 5e-5 to move.
-        return 5e-5 if task == "text-classification" else 1e-3
-
     def validate(self) -> None:
-        for name in ("epochs", "batch_size", "max_length", "checkpoint_every"):
+        if self.epochs != "auto" and (isinstance(self.epochs, bool) or not isinstance(self.epochs, int)):
+            raise UsageError(f"--epochs must be a number or 'auto', got {self.epochs!r}")
+        for name in ("max_length", "checkpoint_every", "patience", "max_epochs") + (
+            ("epochs",) if self.epochs != "auto" else ()
+        ):
             if getattr(self, name) < 1:
                 raise UsageError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
-        if self.lr is not None and not (0 < self.lr < 1):
-            raise UsageError(f"--lr must be in (0, 1), got {self.lr}")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise UsageError(f"--batch-size must be >= 1, got {self.batch_size}")
+        for name in ("lr", "head_lr"):
+            value = getattr(self, name)
+            if value is not None and not (0 < value < 1):
+                raise UsageError(f"--{name.replace('_', '-')} must be in (0, 1), got {value}")
+        if self.layer_decay is not None and not (0 < self.layer_decay <= 1):
+            raise UsageError(f"--layer-decay must be in (0, 1], got {self.layer_decay}")
+        for name, choices in (
+            ("select_metric", SELECT_METRICS),
+            ("strategy", STRATEGIES),
+            ("class_weights", CLASS_WEIGHTS),
+            ("head_init", HEAD_INITS),
+        ):
+            if getattr(self, name) not in choices:
+                raise UsageError(f"--{name.replace('_', '-')} {getattr(self, name)}: not one of {', '.join(choices)}")
         if not 0 < self.val_fraction < 1:
             raise UsageError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
         for name in ("train_limit", "val_limit"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise UsageError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+
+
+SELECT_METRICS = ("auto", "accuracy", "macro_f1")
+STRATEGIES = ("auto", "finetune", "probe")
+CLASS_WEIGHTS = ("none", "balanced")
+HEAD_INITS = ("probe", "random")
+SMALL_TRAIN = 1000  # below this many training rows the default batch is 16, not 32
+IMBALANCED = 1.5  # largest class / smallest class in training above this: select by macro-F1
 
 
 def _load_data(opts: FinetuneOptions, task: Any) -> tuple[Any, Any, str, dict[str, str | None]]:
@@ -170,6 +199,14 @@ def _fingerprint(opts: FinetuneOptions, digests: dict[str, str | None]) -> dict[
         "epochs",
         "batch_size",
         "lr",
+        "head_lr",
+        "layer_decay",
+        "select_metric",
+        "patience",
+        "max_epochs",
+        "strategy",
+        "class_weights",
+        "head_init",
         "max_length",
         "freeze_backbone",
         "seed",
@@ -301,6 +338,35 @@ class _TrainState:
             raise self._refuse("optim.pt", _brief(exc)) from None
         return info
 
+    def save_best(self, weights: dict[str, Any], epoch: int, logits: Any) -> None:
+        """The best epoch's weights and validation logits, written whole before they replace the last."""
+        from safetensors.torch import save_file
+
+        tmp, best = self.root / "best-tmp", self.root / "best"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        save_file({k: v.contiguous() for k, v in weights.items()}, str(tmp / "model.safetensors"))
+        np.save(tmp / "logits.npy", np.asarray(logits, dtype=np.float32), allow_pickle=False)
+        (tmp / "best.json").write_text(json.dumps({"epoch": epoch}))
+        shutil.rmtree(best, ignore_errors=True)
+        tmp.rename(best)
+
+    def load_best(self) -> tuple[dict[str, Any], int, Any] | None:
+        from safetensors.torch import load_file
+
+        best = self.root / "best"
+        if not (best / "best.json").is_file():
+            return None
+        try:
+            epoch = json.loads((best / "best.json").read_text())["epoch"]
+            weights = load_file(str(best / "model.safetensors"))
+            logits = np.load(best / "logits.npy", allow_pickle=False)
+        except Exception as exc:  # junk where the best epoch was kept
+            raise self._refuse("../best", _brief(exc)) from None
+        if type(epoch) is not int:
+            raise self._refuse("../best/best.json", "no epoch number")
+        return weights, epoch, logits
+
     def clear(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
 
@@ -391,18 +457,16 @@ def _global_batches(n: int, order: list[int], batch_size: int, world: int, per_r
     return [b for b in batches if len(b) >= world * per_rank]
 
 
-def _evaluate(recipe: Any, labels: list[str]) -> dict[str, float]:
-    import numpy as np
-
+def _evaluate(recipe: Any, labels: list[str]) -> dict[str, Any]:
+    """The epoch's validation figures (history keeps accuracy, macro-F1, loss), and its logits."""
     from edgeptm.metrics import classification_metrics
 
     index = {name: i for i, name in enumerate(labels)}
     truth = [index[label] for label in recipe.val.labels]
     logits = recipe.eval_logits()
-    metrics = classification_metrics(logits, truth, len(labels))
-    shifted = logits - logits.max(-1, keepdims=True)
-    log_probs = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
-    metrics["loss"] = float(-log_probs[np.arange(len(truth)), truth].mean())
+    metrics: dict[str, Any] = classification_metrics(logits, truth, len(labels))
+    metrics["loss"] = _nll(logits, truth)
+    metrics["logits"] = logits
     return metrics
 
 
@@ -437,35 +501,59 @@ def finetune(opts: FinetuneOptions, out: str | Path, force: bool = False) -> Art
     model = recipe.model
     if opts.freeze_backbone:
         recipe.freeze()
+    index = {name: i for i, name in enumerate(labels)}
+    targets = torch.tensor([index[label] for label in train.labels])
+    counts = np.bincount(targets.numpy(), minlength=len(labels))
+    select = opts.select_metric
+    if select == "auto":  # accuracy flatters a model that ignores rare classes: macro-F1 then
+        select = "macro_f1" if counts.max() > IMBALANCED * max(1, counts.min()) else "accuracy"
+    weights = counts.sum() / (len(labels) * np.maximum(counts, 1)) if opts.class_weights == "balanced" else None
+    loss_weight = None if weights is None else torch.tensor(weights, dtype=torch.float32)
+
+    # The baseline first (seconds): logistic regression on the frozen pretrained features.
+    probe = None
+    if dist.main or opts.strategy == "probe":
+        # Balanced when the labels are imbalanced and not weighted already: the probe's loss then
+        # values the rare classes as macro-F1 does (400 sentences, 7% 'plot': macro-F1 0.46 -> see
+        # benchmarks/SMALL_DATA.md), and the head that fine-tuning starts from does not ignore them.
+        balanced = counts.sum() / (len(labels) * np.maximum(counts, 1))
+        probe = train_probe(
+            recipe, labels, opts.seed, balanced if weights is None and select == "macro_f1" else weights
+        )
+        probe["metrics"] = _scores(probe["val_logits"], recipe, labels)
+        log.info(
+            "linear probe (frozen pretrained features, %d rows, L2 %g): val accuracy %.4f, macro-F1 %.4f",
+            probe["train_samples"],
+            probe["l2"],
+            probe["metrics"]["accuracy"],
+            probe["metrics"]["macro_f1"],
+        )
+    initial = None
+    if opts.strategy == "auto" and dist.main:  # the probe, if it wins, is the pretrained body + its head
+        initial = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    if probe is not None and opts.strategy != "probe" and opts.head_init == "probe":
+        # Linear probe, then fine-tune (LP-FT, Kumar et al. 2022): a head that already separates
+        # the classes sends useful gradients into the body from the first step, where a random head
+        # first distorts the pretrained features it has not learnt to read. On 200 sentences
+        # x 2 epochs this is the difference between collapse and beating the probe.
+        install(recipe, probe)
+
     forward = model
     if dist.world > 1:
         # DDP broadcasts rank 0's weights and averages gradients; each process gets its own dropout.
         forward = torch.nn.parallel.DistributedDataParallel(model)
         torch.manual_seed(opts.seed + 7919 * dist.rank)
-    index = {name: i for i, name in enumerate(labels)}
-    targets = torch.tensor([index[label] for label in train.labels])
-    lr = opts.learning_rate(spec.task)
-
-    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    # No weight decay on biases and normalisation scales (LayerNorm, BatchNorm): they are not weights
-    # that overfit, and decaying a norm's scale shrinks the activations it exists to set.
-    norms = (torch.nn.LayerNorm, torch.nn.modules.batchnorm._BatchNorm, torch.nn.GroupNorm)
-    norm_scales = {f"{name}.weight" for name, module in model.named_modules() if isinstance(module, norms)}
-
-    def _no_decay(name: str) -> bool:
-        return name.endswith("bias") or name in norm_scales
-
-    groups = [
-        {"params": [p for n, p in params if not _no_decay(n)], "weight_decay": opts.weight_decay},
-        {"params": [p for n, p in params if _no_decay(n)], "weight_decay": 0.0},
-    ]
-    optimizer = torch.optim.AdamW(groups, lr=lr)
-    batching = dict(batch_size=opts.batch_size, world=dist.world, per_rank=recipe.min_batch)
+    batch_size = opts.batch_size or (16 if len(train) < SMALL_TRAIN else 32)
+    epochs = 0 if opts.strategy == "probe" else opts.max_epochs if opts.epochs == "auto" else int(opts.epochs)
+    rates = _rates(opts, recipe)
+    params, groups = _param_groups(model, recipe, rates, opts.weight_decay)
+    optimizer = torch.optim.AdamW(groups)
+    batching = dict(batch_size=batch_size, world=dist.world, per_rank=recipe.min_batch)
     steps_per_epoch = len(_global_batches(len(train), list(range(len(train))), **batching))
-    total_steps = steps_per_epoch * opts.epochs
+    total_steps = steps_per_epoch * epochs
     warmup = int(total_steps * opts.warmup_ratio)
 
-    def schedule(step: int) -> float:  # linear warm-up, then linear decay to zero
+    def schedule(step: int) -> float:  # linear warm-up, then linear decay to zero (at the cap for --epochs auto)
         if step < warmup:
             return (step + 1) / (warmup + 1)
         return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
@@ -490,6 +578,9 @@ def finetune(opts: FinetuneOptions, out: str | Path, force: bool = False) -> Art
     elif dist.main:
         state.clear()
     dist.barrier()
+    best = _Best(select, state)
+    if history:  # resumed: the best epoch so far is on disk beside the state
+        best.restore_record(history)
 
     started = time.perf_counter()
     global_step = start_epoch * steps_per_epoch + start_step
@@ -505,14 +596,18 @@ def finetune(opts: FinetuneOptions, out: str | Path, force: bool = False) -> Art
         }
         state.save(model, optimizer, scheduler, info)
 
-    for epoch in range(start_epoch, opts.epochs):
+    stopped = None
+    for epoch in range(start_epoch, epochs):
+        if opts.epochs == "auto" and best.epoch and epoch - best.epoch >= opts.patience:
+            stopped = f"no better {select} for {opts.patience} epochs after epoch {best.epoch}"
+            break
         recipe.train_mode(opts.freeze_backbone)
         order = torch.randperm(len(train), generator=torch.Generator().manual_seed(opts.seed * 1000 + epoch)).tolist()
         first = start_step if epoch == start_epoch else 0
         bar = tqdm(
             total=steps_per_epoch,
             initial=first,
-            desc=f"epoch {epoch + 1}/{opts.epochs}",
+            desc=f"epoch {epoch + 1}/{epochs if opts.epochs != 'auto' else f'auto, at most {epochs}'}",
             disable=not (opts.progress and dist.main),
             unit="batch",
             dynamic_ncols=True,
@@ -524,7 +619,7 @@ def finetune(opts: FinetuneOptions, out: str | Path, force: bool = False) -> Art
                 continue
             idx = batch[dist.rank :: dist.world]  # this process's share of the global batch
             logits = forward(*recipe.batch(idx))
-            loss = torch.nn.functional.cross_entropy(logits, targets[idx])
+            loss = torch.nn.functional.cross_entropy(logits, targets[idx], weight=loss_weight)
             loss.backward()
             torch.nn.utils.clip_grad_norm_([p for _, p in params], 1.0)
             optimizer.step()
@@ -542,16 +637,19 @@ def finetune(opts: FinetuneOptions, out: str | Path, force: bool = False) -> Art
         bar.close()
         if dist.main:
             metrics = _evaluate(recipe, labels)
+            logits = metrics.pop("logits")
             history.append({"epoch": epoch + 1, "train_loss": loss_sum / max(1, seen), **metrics})
+            improved = best.offer(epoch + 1, metrics, model, logits)
             log.info(
-                "epoch %d/%d: train loss %.4f, val accuracy %.4f, macro-F1 %.4f, val loss %.4f (%d samples)",
+                "epoch %d/%s: train loss %.4f, val accuracy %.4f, macro-F1 %.4f, val loss %.4f (%d samples)%s",
                 epoch + 1,
-                opts.epochs,
+                epochs if opts.epochs != "auto" else "auto",
                 loss_sum / max(1, seen),
                 metrics["accuracy"],
                 metrics["macro_f1"],
                 metrics["loss"],
                 len(val),
+                " (best so far)" if improved else "",
             )
             checkpoint(epoch + 1, 0)
         dist.barrier()
@@ -559,13 +657,24 @@ def finetune(opts: FinetuneOptions, out: str | Path, force: bool = False) -> Art
     if not dist.main:  # rank 0 writes the artifact; the others wait for it
         dist.barrier()
         return open_artifact(out)
-    final = history[-1] if history else _evaluate(recipe, labels)
+
+    kept, why, kept_logits = _choose(opts, best, probe, select, recipe, initial, stopped, history)
+    scores = _scores(kept_logits, recipe, labels)
+    for warning in scores["warnings"]:
+        log.warning("validation: %s", warning)
     model.eval()
 
     with ArtifactWriter(out, force=force, inputs=inputs) as writer:
-        weights = writer.add("weights", "model.safetensors")
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(weights))
+        weights_file = writer.add("weights", "model.safetensors")
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(weights_file))
         parts = recipe.write(writer)
+        probe_record = None
+        if probe is not None:
+            probe_record = {
+                **{k: probe["metrics"][k] for k in ("accuracy", "accuracy_ci95", "macro_f1")},
+                "train_samples": probe["train_samples"],
+                "l2": probe["l2"],
+            }
         artifact = writer.finish(
             "checkpoint",
             {
@@ -575,7 +684,23 @@ def finetune(opts: FinetuneOptions, out: str | Path, force: bool = False) -> Art
                 "parents": [],
                 "training": {
                     **{k: v for k, v in asdict(opts).items() if k not in ("progress", "extra", "resume")},
-                    "lr": lr,
+                    "lr": rates["body"],
+                    "recipe": {
+                        "body_lr": rates["body"],
+                        "head_lr": rates["head"],
+                        "layer_decay": rates["decay"],
+                        "batch_size": batch_size,
+                        "epochs_planned": epochs,
+                        "head_init": "linear probe (LP-FT)"
+                        if probe is not None and opts.head_init == "probe"
+                        else "random (small normal)",
+                        "batchnorm_statistics": (
+                            "pretrained, fixed (small training set)"
+                            if getattr(recipe, "frozen_statistics", False)
+                            else None
+                        ),
+                        "class_weights": None if weights is None else [round(float(w), 4) for w in weights],
+                    },
                     "train_samples": len(train),
                     "val_samples": len(val),
                     "validation": val_how,
@@ -586,12 +711,25 @@ def finetune(opts: FinetuneOptions, out: str | Path, force: bool = False) -> Art
                     "torch_threads": torch.get_num_threads(),
                     "world_size": dist.world,
                     "history": history,
+                    "selection": {
+                        "metric": select,
+                        "kept": kept,
+                        "best_epoch": best.epoch,
+                        "epochs_run": len(history),
+                        "stopped_early": stopped,
+                        "why": why,
+                    },
+                    "probe": probe_record,
                 },
                 "metrics": {
-                    "accuracy": final["accuracy"],
-                    "macro_f1": final["macro_f1"],
-                    "val_loss": final["loss"],
+                    "accuracy": scores["accuracy"],
+                    "accuracy_ci95": scores["accuracy_ci95"],
+                    "macro_f1": scores["macro_f1"],
+                    "val_loss": scores["loss"],
                     "val_samples": len(val),
+                    "per_class": scores["per_class"],
+                    "confusion": scores["confusion"],
+                    "warnings": scores["warnings"],
                     "measured_with": "torch-eager fp32",
                 },
             },
@@ -599,3 +737,142 @@ def finetune(opts: FinetuneOptions, out: str | Path, force: bool = False) -> Art
     state.clear()
     dist.barrier()
     return artifact
+
+
+def _rates(opts: FinetuneOptions, recipe: Any) -> dict[str, float]:
+    """Learning rates: the body's top layer, the head, and the per-layer decay below the top."""
+    if opts.freeze_backbone:
+        head = opts.head_lr or opts.lr or 1e-3
+        return {"body": 0.0, "head": head, "decay": 1.0}
+    body = opts.lr if opts.lr is not None else recipe.DEFAULT_LR
+    head = opts.head_lr if opts.head_lr is not None else body * recipe.HEAD_LR_MULT
+    decay = opts.layer_decay if opts.layer_decay is not None else recipe.LAYER_DECAY
+    return {"body": body, "head": head, "decay": decay}
+
+
+def _param_groups(model: Any, recipe: Any, rates: dict[str, float], weight_decay: float) -> tuple[list, list]:
+    """AdamW groups: the head at its rate, each body layer at the top rate times decay^(depth from
+    the top). No weight decay on biases and normalisation scales (LayerNorm, BatchNorm): they are
+    not weights that overfit, and decaying a norm's scale shrinks the activations it exists to set."""
+    import torch
+
+    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    norms = (torch.nn.LayerNorm, torch.nn.modules.batchnorm._BatchNorm, torch.nn.GroupNorm)
+    norm_scales = {f"{name}.weight" for name, module in model.named_modules() if isinstance(module, norms)}
+    head = {id(p) for p in recipe.head.parameters()}
+    top = recipe.num_layers + 1
+    grouped: dict[tuple[float, float], list[Any]] = {}
+    for name, param in params:
+        if id(param) in head:
+            lr = rates["head"]
+        else:
+            lr = rates["body"] * rates["decay"] ** (top - min(top, recipe.layer_of(name)))
+        decay = 0.0 if name.endswith("bias") or name in norm_scales else weight_decay
+        grouped.setdefault((lr, decay), []).append(param)
+    groups = [{"params": ps, "lr": lr, "weight_decay": wd} for (lr, wd), ps in sorted(grouped.items())]
+    return params, groups
+
+
+class _Best:
+    """The best epoch so far by the selection metric (ties: the lower validation loss), its weights
+    kept in memory and beside the resumable state, so that an interrupted run keeps them too."""
+
+    def __init__(self, metric: str, state: Any) -> None:
+        self.metric, self.state = metric, state
+        self.epoch = 0
+        self.metrics: dict[str, float] | None = None
+        self.weights: dict[str, Any] | None = None
+        self.logits: Any = None
+
+    def _better(self, metrics: dict[str, float]) -> bool:
+        if self.metrics is None:
+            return True
+        ours, theirs = metrics[self.metric], self.metrics[self.metric]
+        return ours > theirs + 1e-12 or (abs(ours - theirs) <= 1e-12 and metrics["loss"] < self.metrics["loss"])
+
+    def offer(self, epoch: int, metrics: dict[str, float], model: Any, logits: Any) -> bool:
+        if not self._better(metrics):
+            return False
+        self.epoch, self.metrics, self.logits = epoch, dict(metrics), logits
+        self.weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        self.state.save_best(self.weights, epoch, logits)
+        return True
+
+    def restore_record(self, history: list[dict[str, Any]]) -> None:
+        saved = self.state.load_best()
+        if saved is not None:
+            self.weights, self.epoch, self.logits = saved
+            self.metrics = next(h for h in history if h["epoch"] == self.epoch)
+
+
+def _choose(
+    opts: FinetuneOptions,
+    best: _Best,
+    probe: dict[str, Any] | None,
+    select: str,
+    recipe: Any,
+    initial: dict[str, Any] | None,
+    stopped: str | None,
+    history: list[dict[str, Any]],
+) -> tuple[str, str, Any]:
+    """Which model the checkpoint keeps (the best epoch, or the probe), why, and its validation logits."""
+    from edgeptm.metrics import wilson_interval
+
+    model = recipe.model
+    if opts.strategy == "probe" or best.weights is None:
+        install(recipe, probe)
+        return "probe", "--strategy probe: logistic regression on the frozen pretrained features", probe["val_logits"]
+    model.load_state_dict(best.weights)
+    last = history[-1]["epoch"]
+    why = f"epoch {best.epoch} of {last} had the best validation {select} ({best.metrics[select]:.4f})"
+    if stopped:
+        why += f"; stopped early: {stopped}"
+    if probe is None:
+        return "finetune", why, best.logits
+    tuned, probed = best.metrics[select], probe["metrics"][select]
+    n = len(recipe.val)
+    low, high = wilson_interval(round(best.metrics["accuracy"] * n), n)
+    resolution = (high - low) / 2
+    close = abs(tuned - probed) < resolution
+    note = (
+        f"; the validation split ({n} samples, accuracy resolved to about ±{100 * resolution:.0f} points) "
+        "cannot tell the fine-tune and the probe apart"
+        if close
+        else ""
+    )
+    if probed > tuned:
+        log.warning(
+            "the linear probe scores better than fine-tuning (%s %.4f vs %.4f)%s",
+            select,
+            probed,
+            tuned,
+            "; keeping the probe (--strategy auto)" if initial is not None else "; pass --strategy auto to keep it",
+        )
+        if initial is not None:
+            model.load_state_dict(initial)
+            install(recipe, probe)
+            return (
+                "probe",
+                f"the linear probe's validation {select} ({probed:.4f}) beat the best epoch's ({tuned:.4f}, "
+                f"epoch {best.epoch}){note}",
+                probe["val_logits"],
+            )
+    else:
+        log.info("fine-tuning beats the linear probe (%s %.4f vs %.4f)%s", select, tuned, probed, note)
+    return "finetune", why + f"; linear probe {select} {probed:.4f}" + note, best.logits
+
+
+def _scores(logits: Any, recipe: Any, labels: list[str]) -> dict[str, Any]:
+    from edgeptm.metrics import detailed_metrics
+
+    index = {name: i for i, name in enumerate(labels)}
+    truth = [index[label] for label in recipe.val.labels]
+    scores = detailed_metrics(logits, truth, labels)
+    scores["loss"] = _nll(logits, truth)
+    return scores
+
+
+def _nll(logits: Any, truth: list[int]) -> float:
+    shifted = logits - logits.max(-1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
+    return float(-log_probs[np.arange(len(truth)), truth].mean()) if len(truth) else 0.0

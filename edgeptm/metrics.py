@@ -55,3 +55,82 @@ def output_agreement(expected: np.ndarray, got: np.ndarray) -> dict[str, float]:
         "top1_agreement": float((a.argmax(-1) == b.argmax(-1)).mean()) if len(a) else 1.0,
         "samples": int(len(a)),
     }
+
+
+def per_class(predicted: Sequence[int], truth: Sequence[int], labels: Sequence[str]) -> dict[str, dict[str, float]]:
+    """Precision, recall, F1 and support of every label (a label never predicted has precision 0)."""
+    p, t = np.asarray(predicted), np.asarray(truth)
+    table = {}
+    for c, name in enumerate(labels):
+        tp = int(((p == c) & (t == c)).sum())
+        predicted_c, support = int((p == c).sum()), int((t == c).sum())
+        precision = tp / predicted_c if predicted_c else 0.0
+        recall = tp / support if support else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        table[name] = {
+            "precision": round(precision, 4),
+            "recall": round(recall, 4),
+            "f1": round(f1, 4),
+            "support": support,
+            "predicted": predicted_c,
+        }
+    return table
+
+
+def confusion(predicted: Sequence[int], truth: Sequence[int], num_classes: int) -> list[list[int]]:
+    """Rows: true label; columns: predicted label."""
+    matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(matrix, (np.asarray(truth, dtype=np.int64), np.asarray(predicted, dtype=np.int64)), 1)
+    return matrix.tolist()
+
+
+def wilson_interval(correct: int, total: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval of a proportion: honest at small n and near 0 or 1, where the
+    normal approximation gives intervals past [0, 1]."""
+    if total == 0:
+        return 0.0, 1.0
+    p = correct / total
+    denominator = 1 + z * z / total
+    centre = (p + z * z / (2 * total)) / denominator
+    half = z * np.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / denominator
+    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
+
+
+# A model "collapsed" when one label takes most predictions without holding most of the labels, or
+# when a label that occurs is never predicted: the accuracy of such a model flatters it.
+COLLAPSE_SHARE, COLLAPSE_TRUE_SHARE = 0.8, 0.5
+
+
+def collapse_warnings(predicted: Sequence[int], truth: Sequence[int], labels: Sequence[str]) -> list[str]:
+    p, t = np.asarray(predicted), np.asarray(truth)
+    if not len(t):
+        return []
+    found = []
+    for c, name in enumerate(labels):
+        share, true_share = float((p == c).mean()), float((t == c).mean())
+        if share > COLLAPSE_SHARE and true_share < COLLAPSE_TRUE_SHARE:
+            found.append(
+                f"predictions collapsed onto '{name}': {share:.0%} of predictions for {true_share:.0%} of the labels"
+            )
+    never = [name for c, name in enumerate(labels) if (t == c).any() and not (p == c).any()]
+    if never:
+        found.append(f"never predicted: {', '.join(repr(n) for n in never)} (present in the validation data)")
+    return found
+
+
+def detailed_metrics(logits: np.ndarray, truth: Sequence[int], labels: Sequence[str]) -> dict[str, object]:
+    """Everything a small validation split can honestly say: accuracy with its 95% interval,
+    macro-F1, per-class figures, the confusion matrix, and collapse warnings."""
+    predicted = logits.argmax(axis=-1)
+    t = np.asarray(truth)
+    correct = int((predicted == t).sum())
+    low, high = wilson_interval(correct, len(t))
+    return {
+        "accuracy": accuracy(predicted, truth),
+        "accuracy_ci95": [round(low, 4), round(high, 4)],
+        "macro_f1": macro_f1(predicted, truth, len(labels)),
+        "samples": len(t),
+        "per_class": per_class(predicted, truth, labels),
+        "confusion": confusion(predicted, truth, len(labels)),
+        "warnings": collapse_warnings(predicted, truth, labels),
+    }

@@ -28,13 +28,60 @@ from edgeptm.cli.common import force_option, options, out_option, threads_option
 )
 @click.option("--text-column", default="text", show_default=True)
 @click.option("--label-column", default="label", show_default=True)
-@click.option("--epochs", type=int, default=3, show_default=True)
-@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option(
+    "--epochs",
+    callback=lambda ctx, param, value: value if value == "auto" else _int(value, "--epochs"),
+    default="3",
+    show_default=True,
+    help="Epochs, or 'auto': until the --select-metric stops improving (--patience, at most --max-epochs). "
+    "The best epoch's weights are kept either way.",
+)
+@click.option(
+    "--batch-size", type=int, default=None, help="Global batch [default: 16 below 1,000 training rows, else 32]."
+)
 @click.option(
     "--lr",
     type=float,
     default=None,
-    help="Learning rate [default: text 5e-5, images 1e-3; 1e-3 frozen].",
+    help="The pretrained body's learning rate (its top layer) [default: 1e-4; 1e-3 with --freeze-backbone].",
+)
+@click.option("--head-lr", type=float, default=None, help="The new head's learning rate [default: 10x --lr].")
+@click.option(
+    "--layer-decay",
+    type=float,
+    default=None,
+    help="Text: each encoder layer below the top learns this times slower [default: 0.9; 1 = flat].",
+)
+@click.option(
+    "--select-metric",
+    type=click.Choice(["auto", "accuracy", "macro_f1"]),
+    default="auto",
+    show_default=True,
+    help="Which epoch to keep: auto = macro-F1 when training labels are imbalanced, accuracy otherwise.",
+)
+@click.option("--patience", type=int, default=2, show_default=True, help="--epochs auto: epochs without improvement.")
+@click.option("--max-epochs", type=int, default=20, show_default=True, help="--epochs auto: at most this many.")
+@click.option(
+    "--strategy",
+    type=click.Choice(["auto", "finetune", "probe"]),
+    default="auto",
+    show_default=True,
+    help="A linear probe (logistic regression on frozen pretrained features, seconds) is always scored as the "
+    "baseline; auto keeps whichever is better on validation, probe skips fine-tuning.",
+)
+@click.option(
+    "--head-init",
+    type=click.Choice(["probe", "random"]),
+    default="probe",
+    show_default=True,
+    help="The new head starts as the linear probe (then everything fine-tunes: LP-FT), or random.",
+)
+@click.option(
+    "--class-weights",
+    type=click.Choice(["none", "balanced"]),
+    default="none",
+    show_default=True,
+    help="balanced: the loss weighs each class by the inverse of its share (for skewed labels).",
 )
 @click.option(
     "--max-length", type=int, default=128, show_default=True, help="Tokens per text (longer ones are truncated)."
@@ -50,7 +97,12 @@ from edgeptm.cli.common import force_option, options, out_option, threads_option
     help="Images: pretrained weights file (state dict, .pth/.safetensors) for torchvision:/timm: models offline.",
 )
 @click.option("--no-pretrained", "no_pretrained", is_flag=True, help="Images: start from random weights.")
-@click.option("--no-augment", "no_augment", is_flag=True, help="Images: no random horizontal flips in training.")
+@click.option(
+    "--no-augment",
+    "no_augment",
+    is_flag=True,
+    help="Images: no augmentation (random resized crops, flips, colour jitter on colour images).",
+)
 @click.option("--strict", is_flag=True, help="Images: an unreadable image is an error (default: skipped, counted).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from its last checkpoint.")
@@ -73,9 +125,44 @@ def command(out: str, force: bool, no_pretrained: bool, no_augment: bool, **kwar
     artifact = finetune(opts, out, force=force)
     if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 speaks for the job
         return
-    m = artifact.metrics
     click.echo(f"checkpoint: {artifact.path}")
-    click.echo(
-        f"val accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f} on {m['val_samples']} samples "
-        f"({artifact.manifest['training']['validation']})"
-    )
+    for line in summary_lines(artifact):
+        click.echo(line)
+
+
+def _int(value: str, option: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: a number or 'auto'", param_hint=option) from None
+
+
+def summary_lines(artifact) -> list[str]:
+    """What the validation split says about the kept model, honestly: the interval of its
+    accuracy, the per-class figures, the confusion matrix, the baseline, and any collapse."""
+    from edgeptm.cli.common import table
+
+    m, training = artifact.metrics, artifact.manifest["training"]
+    low, high = m.get("accuracy_ci95") or (None, None)
+    interval = f" (95% interval {low:.3f}-{high:.3f})" if low is not None else ""
+    lines = [
+        f"val accuracy {m['accuracy']:.4f}{interval}, macro-F1 {m['macro_f1']:.4f} on {m['val_samples']} samples "
+        f"({training['validation']})"
+    ]
+    selection, probe = training.get("selection") or {}, training.get("probe")
+    if selection:
+        lines.append(f"kept: {selection['kept']}: {selection['why']}")
+    if probe and selection.get("kept") != "probe":
+        lines.append(f"linear probe baseline: accuracy {probe['accuracy']:.4f}, macro-F1 {probe['macro_f1']:.4f}")
+    per_class = m.get("per_class") or {}
+    if per_class:
+        rows = [
+            [name, c["precision"], c["recall"], c["f1"], c["support"], c["predicted"]] for name, c in per_class.items()
+        ]
+        lines.append(table(["label", "precision", "recall", "F1", "support", "predicted"], rows))
+    if m.get("confusion") and len(per_class) <= 10:
+        names = list(per_class)
+        lines.append("confusion (rows: true label, columns: predicted)")
+        lines.append(table(["", *names], [[name, *row] for name, row in zip(names, m["confusion"])]))
+    lines += [f"warning: {w}" for w in m.get("warnings") or []]
+    return lines

@@ -34,6 +34,28 @@ class ImageRecipe:
     # BatchNorm in training mode needs two samples per batch (per process): a last batch of one
     # would fail with "Expected more than 1 value per channel" on small feature maps.
     min_batch = 2
+    # Chosen on small subsets (benchmarks/SMALL_DATA.md): the pretrained body moves gently (a flat
+    # 1e-3 over-drove it: 150 images, train loss 0.01, validation 0.64 -> 0.86 in 3 epochs), the
+    # new head 10x faster. No layer-wise decay: a CNN body is one group.
+    DEFAULT_LR = 1e-4
+    HEAD_LR_MULT = 10.0
+    LAYER_DECAY = 1.0
+    # Below this many training images BatchNorm keeps its pretrained running statistics: batches of
+    # a few dozen images from a small set estimate them worse than ImageNet did, and the estimate
+    # drifts between train and eval. Its scale and shift still train.
+    SMALL_SET = 2000
+    num_layers = 0
+
+    @property
+    def frozen_statistics(self) -> bool:
+        return len(self.train) < self.SMALL_SET
+
+    def layer_of(self, name: str) -> int:
+        return 0
+
+    def inputs(self, data: ImageDataset, idx: list[int]) -> list[Any]:
+        """Model arguments for ``idx`` of ``data``, as evaluated (no augmentation)."""
+        return [self._pixels(data, idx)]
 
     def _check_input_size(self) -> None:
         """One forward pass at the chosen size before any training: architectures with a fixed input
@@ -59,10 +81,16 @@ class ImageRecipe:
         self.head.requires_grad_(True)
 
     def train_mode(self, frozen: bool) -> None:
+        import torch
+
         self.model.train()
         if frozen:  # a frozen backbone is a fixed feature extractor: running statistics stay put
             self.model.eval()
             self.head.train()
+        elif self.frozen_statistics:
+            for module in self.model.modules():
+                if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                    module.eval()
 
     def _pixels(self, data: ImageDataset, idx: list[int]) -> Any:
         import torch
@@ -71,13 +99,60 @@ class ImageRecipe:
         return torch.from_numpy(pixels)
 
     def batch(self, idx: list[int]) -> list[Any]:
+        pixels = self._pixels(self.train, idx)
+        if self.opts.augment:
+            pixels = self._augment(pixels)
+        return [pixels]
+
+    @property
+    def colour(self) -> bool:
+        """Whether the training images have colour (greyscale ones are replicated to 3 equal
+        channels): colour jitter only where there is colour to jitter."""
+        if not hasattr(self, "_colour"):
+            import torch
+
+            sample = self._pixels(self.train, list(range(min(16, len(self.train)))))
+            raw = sample * torch.tensor(self.prep.std).view(1, 3, 1, 1) + torch.tensor(self.prep.mean).view(1, 3, 1, 1)
+            spread = (raw.max(dim=1).values - raw.min(dim=1).values).max()
+            self._colour = bool(spread > 1.5 / 255)  # equal channels, to 8-bit rounding: greyscale
+        return self._colour
+
+    def _augment(self, pixels: Any) -> Any:
+        """Random resized crops (at least 60% of the image: small sets gain from views that differ,
+        and a smaller crop often cuts the object away), horizontal flips, and on colour images
+        brightness/contrast/saturation jitter of up to 20%. Every draw comes from torch's RNG, which
+        the resumable state saves, so an interrupted run resumes with the same augmentations."""
         import torch
 
-        pixels = self._pixels(self.train, idx)
-        if self.opts.augment:  # horizontal flips, drawn from torch's RNG (saved with resumable state)
-            flip = torch.rand(len(idx)) < 0.5
-            pixels[flip] = pixels[flip].flip(-1)
-        return [pixels]
+        n, _, height, width = pixels.shape
+        mean = torch.tensor(self.prep.mean).view(1, 3, 1, 1)
+        std = torch.tensor(self.prep.std).view(1, 3, 1, 1)
+        out = torch.empty_like(pixels)
+        for i in range(n):
+            area = float(torch.empty(1).uniform_(0.6, 1.0))
+            aspect = float(torch.exp(torch.empty(1).uniform_(-0.2877, 0.2877)))  # 3/4 .. 4/3
+            h = min(height, max(8, round((area * height * width / aspect) ** 0.5)))
+            w = min(width, max(8, round((area * height * width * aspect) ** 0.5)))
+            top = int(torch.randint(0, height - h + 1, (1,)))
+            left = int(torch.randint(0, width - w + 1, (1,)))
+            crop = pixels[i : i + 1, :, top : top + h, left : left + w]
+            out[i : i + 1] = torch.nn.functional.interpolate(
+                crop, size=(height, width), mode="bilinear", align_corners=False, antialias=True
+            )
+        flip = torch.rand(n) < 0.5
+        out[flip] = out[flip].flip(-1)
+        if self.colour:
+            raw = out * std + mean  # back to [0, 1] pixels, jittered there, normalised again
+            brightness = torch.empty(n, 1, 1, 1).uniform_(0.8, 1.2)
+            contrast = torch.empty(n, 1, 1, 1).uniform_(0.8, 1.2)
+            saturation = torch.empty(n, 1, 1, 1).uniform_(0.8, 1.2)
+            raw = raw * brightness
+            grey = 0.299 * raw[:, 0:1] + 0.587 * raw[:, 1:2] + 0.114 * raw[:, 2:3]
+            raw = (raw - grey.mean(dim=(2, 3), keepdim=True)) * contrast + grey.mean(dim=(2, 3), keepdim=True)
+            grey = 0.299 * raw[:, 0:1] + 0.587 * raw[:, 1:2] + 0.114 * raw[:, 2:3]
+            raw = (raw - grey) * saturation + grey
+            out = (raw.clamp(0, 1) - mean) / std
+        return out
 
     def eval_logits(self, batch_size: int = 64) -> Any:
         import numpy as np
@@ -88,7 +163,7 @@ class ImageRecipe:
         with torch.inference_mode():
             for start in range(0, len(self.val), batch_size):
                 idx = list(range(start, min(start + batch_size, len(self.val))))
-                chunks.append(self.model(self._pixels(self.val, idx)).float().numpy())
+                chunks.append(self.model(*self.inputs(self.val, idx)).float().numpy())
         return np.concatenate(chunks)
 
     def write(self, writer: Any) -> dict[str, Any]:

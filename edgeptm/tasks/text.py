@@ -26,6 +26,43 @@ class TextRecipe:
         self.encoded = self.tokenizer(train.texts, truncation=True, max_length=opts.max_length)
 
     min_batch = 1  # samples per process per step
+    # Learning rates, chosen on small subsets (benchmarks/SMALL_DATA.md). The new head starts from
+    # noise and must move far: 10x the body's rate. The body's top layer gets ``lr``, each layer
+    # below it LAYER_DECAY times less (lower layers hold general language, the top the old task):
+    # 800 rows x 2 epochs at a flat 5e-5 left the head barely trained and the model collapsed onto
+    # the majority classes; 1e-4 at the top with decay trains in that budget without forgetting.
+    DEFAULT_LR = 1e-4
+    HEAD_LR_MULT = 10.0
+    LAYER_DECAY = 0.9
+
+    @property
+    def head(self) -> Any:
+        return self.model.head
+
+    def layer_of(self, name: str) -> int:
+        """Depth of a body parameter for layer-wise decay: 0 embeddings, i+1 transformer block i,
+        the top (num_layers + 1) for the rest (pooler)."""
+        import re
+
+        if ".embeddings." in name:
+            return 0
+        match = re.search(r"\.layers?\.(\d+)\.", name)
+        return int(match.group(1)) + 1 if match else self.num_layers + 1
+
+    @property
+    def num_layers(self) -> int:
+        return int(getattr(self.model.encoder.config, "num_hidden_layers", 0) or 0)
+
+    def inputs(self, data: TextDataset, idx: list[int]) -> list[Any]:
+        """Model arguments for ``idx`` of ``data``, as evaluated (no augmentation)."""
+        enc = self.tokenizer(
+            [data.texts[i] for i in idx],
+            padding="longest",
+            truncation=True,
+            max_length=self.opts.max_length,
+            return_tensors="pt",
+        )
+        return [enc[name] for name in self.names]
 
     def freeze(self) -> None:
         """Train the head only, on the encoder's own pooling."""
@@ -49,14 +86,8 @@ class TextRecipe:
         chunks = []
         with torch.inference_mode():
             for start in range(0, len(self.val), batch_size):
-                enc = self.tokenizer(
-                    self.val.texts[start : start + batch_size],
-                    padding="longest",
-                    truncation=True,
-                    max_length=self.opts.max_length,
-                    return_tensors="pt",
-                )
-                chunks.append(self.model(*[enc[name] for name in self.names]).float().numpy())
+                idx = list(range(start, min(start + batch_size, len(self.val))))
+                chunks.append(self.model(*self.inputs(self.val, idx)).float().numpy())
         return np.concatenate(chunks)
 
     def write(self, writer: Any) -> dict[str, Any]:
