@@ -578,6 +578,8 @@ def run_one(args: argparse.Namespace, task: Task, size: int, seed: int, epochs: 
         "history": history,
         "val_accuracy_dips": dips,  # epochs whose val accuracy fell below an earlier epoch's best
         "manifest_metrics": manifest["metrics"],
+        # the artifact as loaded scores what finetune recorded (else the saved weights are not the scored ones)
+        "eval_matches_manifest": abs(measured["eval"]["macro_f1"] - manifest["metrics"]["macro_f1"]) < 1e-6,
         "eval": measured["eval"],
         "probe": measured["probe"],
         "loadavg_before": [round(v, 2) for v in load_before],
@@ -590,17 +592,28 @@ def run_one(args: argparse.Namespace, task: Task, size: int, seed: int, epochs: 
 # --- summary ------------------------------------------------------------------------------------------
 
 
+def _load(results: Path, labels: list[str] | None) -> list[dict[str, Any]]:
+    rows = [json.loads(line) for line in results.read_text().splitlines() if line.strip()]
+    return [r for r in rows if not labels or r["label"] in labels]
+
+
+def _name(r: dict[str, Any]) -> str:
+    return r["task"] + (f" @{r['image_size']}px" if r.get("image_size") else "")
+
+
+def _label(r: dict[str, Any]) -> str:
+    return r["label"] + (f" ({r['threads']} threads)" if r["threads"] != 1 else "")
+
+
 def summary(results: Path, labels: list[str] | None) -> str:
+    """One row per task/size/epochs/label: the spread over seeds, the probe, per-class F1, wall time."""
     import statistics
 
-    rows = [json.loads(line) for line in results.read_text().splitlines() if line.strip()]
-    if labels:
-        rows = [r for r in rows if r["label"] in labels]
+    rows = _load(results, labels)
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
-        groups.setdefault(
-            (r["task"], r["size"], r["epochs"], r.get("image_size"), r["threads"], r["label"]), []
-        ).append(r)
+        key = (r["task"], r["size"], r["epochs"], r.get("image_size"), r["threads"], r["label"])
+        groups.setdefault(key, []).append(r)
     order = {name: i for i, name in enumerate(TASKS)}
     label_order = {lab: i for i, lab in enumerate(dict.fromkeys(labels or [r["label"] for r in rows]))}
 
@@ -608,39 +621,51 @@ def summary(results: Path, labels: list[str] | None) -> str:
         return statistics.fmean(xs) if xs else float("nan")
 
     def ref_f1(task: str, size: int, label: str) -> float | None:
-        refs = [
-            r["eval"]["macro_f1"] for r in rows if r["task"] == task and r["label"] == label and r["size"] == 10 * size
-        ]
+        refs = [r["eval"]["macro_f1"] for r in rows if (r["task"], r["label"], r["size"]) == (task, label, 10 * size)]
         return mean(refs) if refs else None
 
     lines = [
         "| task | train n | ep | label | seeds | macro-F1 mean | min | acc mean | probe F1 mean | min(FT-probe) "
-        "| vs 10x | per-class F1 (mean) | val dips | wall s | train s |",
-        "|---|--:|--:|---|--:|--:|--:|--:|--:|--:|--:|---|---|--:|--:|",
+        "| vs 10x | per-class F1 (mean) | never predicted | val dips | wall s | train s |",
+        "|---|--:|--:|---|--:|--:|--:|--:|--:|--:|--:|---|---|---|--:|--:|",
     ]
-    for key in sorted(
-        groups, key=lambda k: (order.get(k[0], 99), k[1], k[2], str(k[3]), k[4], label_order.get(k[5], 99))
-    ):
-        task, size, epochs, px, threads, label = key
+    for key in sorted(groups, key=lambda k: (order.get(k[0], 99), k[1], k[2], str(k[3]), k[4], label_order[k[5]])):
+        task, size, epochs, _, _, label = key
         rs = sorted(groups[key], key=lambda r: r["seed"])
         f1s = [r["eval"]["macro_f1"] for r in rs]
         probe = [r["probe"]["macro_f1"] for r in rs]
-        classes = rs[0]["eval"]["labels"]
-        per_class = " / ".join(
-            f"{c} {mean([r['eval']['per_class'][c]['f1'] for r in rs]):.2f}"
-            for c in TASKS[task].classes
-            if c in classes
-        )
+        classes = [c for c in TASKS[task].classes if c in rs[0]["eval"]["per_class"]]
+        per_class = " / ".join(f"{c} {mean([r['eval']['per_class'][c]['f1'] for r in rs]):.2f}" for c in classes)
+        silent = {c: sum(r["eval"]["per_class"][c]["predicted"] == 0 for r in rs) for c in classes}
+        never = ", ".join(f"{c} ({n}/{len(rs)})" for c, n in silent.items() if n) or "-"
         dips = sum(len(r["val_accuracy_dips"]) for r in rs)
         ref = ref_f1(task, size, label)
         gap = f"{100 * (mean(f1s) - ref):+.1f} pt" if ref is not None else ""
-        name = task + (f" @{px}px" if px else "")
         lines.append(
-            f"| {name} | {size} | {epochs} | {label} | {len(rs)} | {mean(f1s):.4f} | {min(f1s):.4f} "
+            f"| {_name(rs[0])} | {size} | {epochs} | {_label(rs[0])} | {len(rs)} | {mean(f1s):.4f} | {min(f1s):.4f} "
             f"| {mean([r['eval']['accuracy'] for r in rs]):.4f} | {mean(probe):.4f} "
-            f"| {100 * min(f - p for f, p in zip(f1s, probe)):+.1f} pt | {gap} | {per_class} "
+            f"| {100 * min(f - p for f, p in zip(f1s, probe)):+.1f} pt | {gap} | {per_class} | {never} "
             f"| {dips}/{sum(len(r['history']) for r in rs)} "
             f"| {mean([r['wall_seconds'] for r in rs]):.0f} | {mean([r['train_seconds'] for r in rs]):.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def per_run(results: Path, labels: list[str] | None) -> str:
+    """One row per run: per-epoch validation accuracy and macro-F1, predictions per class, wall time, load."""
+    lines = [
+        "| task | train n | seed | ep | label | per-epoch val acc | per-epoch macro-F1 | predicted per class "
+        "| probe F1 | wall s | train s | load avg (1 min) before/after |",
+        "|---|--:|--:|--:|---|---|---|---|--:|--:|--:|---|",
+    ]
+    for r in _load(results, labels):
+        acc = " ".join(f"{h['accuracy']:.3f}" for h in r["history"])
+        f1 = " ".join(f"{h['macro_f1']:.3f}" for h in r["history"])
+        predicted = ", ".join(f"{c} {v['predicted']}" for c, v in r["eval"]["per_class"].items())
+        lines.append(
+            f"| {_name(r)} | {r['size']} | {r['seed']} | {r['epochs']} | {_label(r)} | {acc} | {f1} | {predicted} "
+            f"| {r['probe']['macro_f1']:.4f} | {r['wall_seconds']:.0f} | {r['train_seconds']:.0f} "
+            f"| {r['loadavg_before'][0]:.1f} / {r['loadavg_after'][0]:.1f} |"
         )
     return "\n".join(lines)
 
@@ -668,6 +693,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep-artifacts", action="store_true", help="keep each run's artifact (MiniLM: 90 MB)")
     parser.add_argument("--prepare-only", action="store_true", help="write the subsets, run nothing")
     parser.add_argument("--summary", action="store_true", help="print the markdown table of --results")
+    parser.add_argument("--per-run", action="store_true", help="--summary: also one row per run")
     parser.add_argument("--labels", help="--summary: only these labels, in this order (comma-separated)")
     parser.add_argument("--list-tasks", action="store_true")
     parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
@@ -682,7 +708,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     args.results = args.results or args.work / "results.jsonl"
     if args.summary:
-        print(summary(args.results, args.labels.split(",") if args.labels else None))
+        labels = args.labels.split(",") if args.labels else None
+        print(summary(args.results, labels))
+        if args.per_run:
+            print()
+            print(per_run(args.results, labels))
         return 0
 
     args.source, args.work = args.source.resolve(), args.work.resolve()

@@ -511,7 +511,7 @@ def finetune(opts: FinetuneOptions, out: str | Path, force: bool = False) -> Art
     loss_weight = None if weights is None else torch.tensor(weights, dtype=torch.float32)
 
     # The baseline first (seconds): logistic regression on the frozen pretrained features.
-    probe = None
+    probe, probe_started = None, time.perf_counter()
     if dist.main or opts.strategy == "probe":
         # Balanced when the labels are imbalanced and not weighted already: the probe's loss then
         # values the rare classes as macro-F1 does (400 sentences, 7% 'plot': macro-F1 0.46 -> see
@@ -521,6 +521,7 @@ def finetune(opts: FinetuneOptions, out: str | Path, force: bool = False) -> Art
             recipe, labels, opts.seed, balanced if weights is None and select == "macro_f1" else weights
         )
         probe["metrics"] = _scores(probe["val_logits"], recipe, labels)
+        probe["seconds"] = round(time.perf_counter() - probe_started, 1)  # not in train_seconds
         log.info(
             "linear probe (frozen pretrained features, %d rows, L2 %g): val accuracy %.4f, macro-F1 %.4f",
             probe["train_samples"],
@@ -674,6 +675,7 @@ def finetune(opts: FinetuneOptions, out: str | Path, force: bool = False) -> Art
                 **{k: probe["metrics"][k] for k in ("accuracy", "accuracy_ci95", "macro_f1")},
                 "train_samples": probe["train_samples"],
                 "l2": probe["l2"],
+                "seconds": probe["seconds"],
             }
         artifact = writer.finish(
             "checkpoint",
