@@ -46,7 +46,6 @@ def minilm_stages(demo_slice, tmp_path_factory: pytest.TempPathFactory):
             epochs=2,
             max_length=48,
             batch_size=32,
-            lr=2e-4,
             progress=False,
         ),
         root / "ckpt",

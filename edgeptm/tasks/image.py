@@ -48,7 +48,9 @@ class ImageRecipe:
 
     @property
     def frozen_statistics(self) -> bool:
-        return len(self.train) < self.SMALL_SET
+        # Only pretrained statistics are worth keeping: a randomly initialised body's are 0/1
+        # placeholders, and fixing them leaves its activations unnormalised (--no-pretrained).
+        return bool(self.spec.pretrained) and len(self.train) < self.SMALL_SET
 
     def layer_of(self, name: str) -> int:
         return 0
