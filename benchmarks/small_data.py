@@ -45,6 +45,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edgeptm.data.vision_demo import CLASS_NAMES
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_WORK = Path("/tmp/edgeptm-small-data")
 SPLIT_SEED = 12345  # draws every task's fixed validation set; subset seeds only pick training rows
@@ -105,18 +107,7 @@ TASKS = {
         Task(
             "fmnist10",
             "image",
-            (
-                "T-shirt_top",
-                "Trouser",
-                "Pullover",
-                "Dress",
-                "Coat",
-                "Sandal",
-                "Shirt",
-                "Sneaker",
-                "Bag",
-                "Ankle_boot",
-            ),
+            CLASS_NAMES,
             50,
             (150,),
             (3,),

@@ -31,6 +31,7 @@ from edgeptm.artifacts import (
 )
 from edgeptm.data.text import seeded_split
 from edgeptm.errors import ArtifactError, UsageError
+from edgeptm.metrics import log_loss
 from edgeptm.models import resolve_model
 from edgeptm.probing import install, train_probe
 from edgeptm.tasks import get_task
@@ -465,7 +466,7 @@ def _evaluate(recipe: Any, labels: list[str]) -> dict[str, Any]:
     truth = [index[label] for label in recipe.val.labels]
     logits = recipe.eval_logits()
     metrics: dict[str, Any] = classification_metrics(logits, truth, len(labels))
-    metrics["loss"] = _nll(logits, truth)
+    metrics["loss"] = log_loss(logits, truth)
     metrics["logits"] = logits
     return metrics
 
@@ -870,11 +871,5 @@ def _scores(logits: Any, recipe: Any, labels: list[str]) -> dict[str, Any]:
     index = {name: i for i, name in enumerate(labels)}
     truth = [index[label] for label in recipe.val.labels]
     scores = detailed_metrics(logits, truth, labels)
-    scores["loss"] = _nll(logits, truth)
+    scores["loss"] = log_loss(logits, truth)
     return scores
-
-
-def _nll(logits: Any, truth: list[int]) -> float:
-    shifted = logits - logits.max(-1, keepdims=True)
-    log_probs = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
-    return float(-log_probs[np.arange(len(truth)), truth].mean()) if len(truth) else 0.0

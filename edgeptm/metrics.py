@@ -26,6 +26,15 @@ def macro_f1(predicted: Sequence[int], truth: Sequence[int], num_classes: int) -
     return float(np.mean(scores)) if scores else 0.0
 
 
+def log_loss(logits: np.ndarray, truth: Sequence[int]) -> float:
+    """Mean cross-entropy of ``truth`` under softmax(``logits``), computed stably."""
+    if not len(truth):
+        return 0.0
+    shifted = logits - logits.max(-1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
+    return float(-log_probs[np.arange(len(truth)), np.asarray(truth)].mean())
+
+
 def classification_metrics(logits: np.ndarray, truth: Sequence[int], num_classes: int) -> dict[str, float]:
     predicted = logits.argmax(axis=-1)
     return {

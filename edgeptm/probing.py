@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from edgeptm.metrics import log_loss
+
 log = logging.getLogger(__name__)
 
 MAX_PROBE_SAMPLES = 2000  # the probe's training rows at most (a seeded subset): seconds, not minutes
@@ -84,10 +86,7 @@ def fit_probe(
         held, fit = order[:cut], order[cut:]
         for l2 in L2_GRID:
             w, b = _fit(z[fit], train_y[fit], classes, l2, class_weights)
-            logits = z[held] @ w + b
-            shifted = logits - logits.max(1, keepdims=True)
-            log_probs = shifted - np.log(np.exp(shifted).sum(1, keepdims=True))
-            scores[l2] = float(-log_probs[np.arange(len(held)), train_y[held]].mean())
+            scores[l2] = log_loss(z[held] @ w + b, train_y[held])
         chosen = min(scores, key=lambda l2: (scores[l2], -l2))  # ties: the stronger regularisation
     w, b = _fit(z, train_y, classes, chosen, class_weights)
     weight = (w / std[:, None]).T  # fold the standardisation into the head
