@@ -2,9 +2,10 @@
 
 ``build`` chains the public stage functions with the profile's settings and writes one report.
 Each stage's artifact is written atomically into its own directory under ``out``; a stage whose
-runtime this machine lacks (TensorRT without an NVIDIA GPU, say) is recorded as skipped, with the
-reason and the command that runs it on the device, and the stages after it go on with what exists.
-A stage that fails stops the build; the report (written last, atomically) says which and why.
+runtime this machine lacks (``RuntimeUnavailable``: a GPU compiler without a GPU, say) is recorded
+as skipped, with the reason and the command that runs it on the device, and the stages after it go
+on with what exists. A stage that fails stops the build, an engine that was built and then fails to
+load or validate included; the report (written last, atomically) says which and why.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from edgeptm.artifacts import Artifact, check_out_dir, open_artifact, set_aside, write_json_atomic
-from edgeptm.errors import BackendError, EdgeptmError, UsageError
+from edgeptm.errors import EdgeptmError, RuntimeUnavailable, UsageError
 from edgeptm.profiles import Profile, resolve_profile
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ def _run(stage: Stage, work: Callable[[], Any], skippable: bool = False) -> Any:
     started = time.perf_counter()
     try:
         result = work()
-    except BackendError as exc:
+    except RuntimeUnavailable as exc:
         if not skippable:
             stage.status, stage.detail = "failed", str(exc)
             raise
@@ -68,30 +69,6 @@ def _run(stage: Stage, work: Callable[[], Any], skippable: bool = False) -> Any:
     return result
 
 
-def _calibrates(target: str | None, profile: Profile, task: str) -> bool:
-    """Whether compile calibrates for this profile: NNCF INT8 (OpenVINO from the FP32 export), PT2E
-    INT8 with static activation scales (ExecuTorch, images)."""
-    from edgeptm.compile import executorch
-
-    if profile.compile.precision != "int8":
-        return False
-    return target == "openvino" or (target == "executorch" and executorch.calibrates(task, "int8"))
-
-
-def _needs_runtime(target: str, device: str) -> None:
-    """Raise BackendError when this machine cannot run ``target`` (before any work on it)."""
-    if target == "tensorrt":
-        from edgeptm.compile.tensorrt import gpu_identity, import_tensorrt
-
-        import_tensorrt()
-        gpu_identity()
-    elif target == "aoti" and device == "cuda":  # compile.device is for AOTInductor only
-        import torch
-
-        if not torch.cuda.is_available():
-            raise BackendError("AOTInductor for CUDA needs an NVIDIA GPU, and torch sees none here")
-
-
 def build(
     checkpoint: str | Path | Artifact, out: str | Path, options: BuildOptions, force: bool = False
 ) -> dict[str, Any]:
@@ -99,7 +76,7 @@ def build(
 
     With ``force`` an existing ``out`` is set aside, and deleted only once the new build is complete
     (restored if it fails): artifacts are built at their final paths, which manifests record."""
-    from edgeptm.compile import TARGETS
+    from edgeptm import targets
     from edgeptm.exporter import serving_preprocessing
 
     profile = resolve_profile(options.profile)
@@ -116,13 +93,13 @@ def build(
         raise UsageError(
             f"{source.path}: build takes a checkpoint artifact (from 'edgeptm finetune'), not {source.kind}"
         )
-    target = profile.compile.target
+    target = targets.find(profile.compile.target)
     if options.max_length is not None:
         serving_preprocessing(source, options.max_length)  # refused here, before any work, if it cannot be served
         tuned = source.preprocessing["max_length"]
-        if target is not None and "checkpoint" in TARGETS[target][1] and options.max_length != tuned:
+        if target is not None and target.build_from == "checkpoint" and options.max_length != tuned:
             raise UsageError(
-                f"--max-length: the {profile.name} profile compiles {target} from the checkpoint, which serves "
+                f"--max-length: the {profile.name} profile compiles {target.name} from the checkpoint, which serves "
                 f"{tuned} tokens; fine-tune with --max-length {options.max_length}"
             )
     check_out_dir(out, force, inputs)  # again, with the opened source, before --out is touched
@@ -133,14 +110,20 @@ def build(
 
 def _build(source: Artifact, out: Path, options: BuildOptions, profile: Profile, replacing: bool) -> dict[str, Any]:
     """The stages, into ``out``; ``replacing``: an old --out waits aside, restored if this fails."""
-    from edgeptm.compile import TARGETS, CompileOptions, compile
+    from edgeptm import targets
+    from edgeptm.compile import CompileOptions, compile
     from edgeptm.environment import describe
     from edgeptm.exporter import ExportOptions, export
     from edgeptm.quantization import DEFAULT_MODE, QuantizeOptions, quantize
 
-    target = profile.compile.target
+    target = targets.find(profile.compile.target)
     mode = profile.quantize.mode or DEFAULT_MODE.get(source.task, "dynamic-int8")
-    stages = [Stage("export"), Stage(f"quantize ({mode})"), Stage(f"compile ({target or 'none'})"), Stage("bench")]
+    stages = [
+        Stage("export"),
+        Stage(f"quantize ({mode})"),
+        Stage(f"compile ({target.name if target else 'none'})"),
+        Stage("bench"),
+    ]
     export_stage, quantize_stage, compile_stage, bench_stage = stages
     report: dict[str, Any] = {
         "schema_version": REPORT_SCHEMA_VERSION,
@@ -167,14 +150,18 @@ def _build(source: Artifact, out: Path, options: BuildOptions, profile: Profile,
             compile_stage.status = "skipped"
             compile_stage.detail = "the profile compiles nothing: ONNX Runtime runs the ONNX artifacts directly"
         else:
-            # aoti/executorch compile the checkpoint; OpenVINO quantizes the FP32 export itself (NNCF)
-            parent = source if "checkpoint" in TARGETS[target][1] else (onnx if target == "openvino" else quantized)
-            # --calib reaches the compilers that calibrate (NNCF; PT2E for images), as it reaches static INT8
-            calib = options.calib if _calibrates(target, profile, source.task) else None
+            # the checkpoint, the FP32 export (a target that quantizes it itself) or the quantized ONNX
+            parent = {"checkpoint": source, "export": onnx, "quantize": quantized}[target.build_from]
+            # --calib reaches the compilers that calibrate, as it reaches static INT8
+            precision = profile.compile.precision or "fp32"
+            calib = options.calib if target.calibrates(source.task, precision) else None
             compile_options = CompileOptions(profile=profile, calib=calib)
 
             def compile_engine() -> Artifact:
-                _needs_runtime(target, profile.compile.device)
+                from edgeptm.compile import resolve
+
+                _, resolved = resolve(compile_options)
+                target.check_runtime(resolved.settings)  # RuntimeUnavailable: skipped, before any work
                 return compile(parent, out / "engine", compile_options)
 
             engine = _run(compile_stage, compile_engine, skippable=True)
@@ -183,7 +170,7 @@ def _build(source: Artifact, out: Path, options: BuildOptions, profile: Profile,
                 command += f" --calib {calib}" if calib else ""
                 compile_stage.detail += f". On the device, run: {command}"
             else:
-                variants.append((f"{target} engine", engine))
+                variants.append((f"{target.name} engine", engine))
                 compile_stage.record = {"compile": engine.manifest["compile"], "metrics": engine.metrics}
         if options.bench:
             _run(bench_stage, lambda: _bench(variants, profile, options, report))

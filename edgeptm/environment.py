@@ -38,13 +38,6 @@ _PACKAGES = (
     "onnx",
     "onnxruntime",
     "onnxruntime-gpu",
-    "openvino",
-    "nncf",
-    "executorch",
-    "torchao",
-    "tensorrt",
-    "tensorrt-cu12",
-    "tensorrt-cu13",
     "numpy",
     "pillow",
 )
@@ -68,7 +61,9 @@ def _cpuinfo() -> tuple[str, list[str]]:
 
 def package_versions() -> dict[str, str]:
     versions = {}
-    for name in _PACKAGES:
+    from edgeptm import targets
+
+    for name in (*_PACKAGES, *targets.packages()):  # the targets' runtimes: their descriptors list them
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
@@ -126,9 +121,9 @@ def _not_torchao_enum_notice(record: Any) -> bool:
 
 
 def silence_known_warnings() -> None:
-    """transformers and ExecuTorch import torchao (installed for ExecuTorch), and torch deprecates
+    """transformers and a target's compiler import torchao when it is installed, and torch deprecates
     torchao's Enum registrations with two warnings per process: noise about third-party internals,
-    not about the user's model. Entry points (the CLI, bench workers) and ExecuTorch's imports call
+    not about the user's model. Entry points (the CLI, bench workers) and that target's imports call
     this; the filter is installed once however often it is called."""
     import logging
 

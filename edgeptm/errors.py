@@ -43,6 +43,11 @@ class BackendError(EdgeptmError):
     """A runtime that is missing or cannot run the artifact."""
 
 
+class RuntimeUnavailable(BackendError):
+    """This machine lacks what a target needs to build or run (its package, a GPU): the one error
+    ``build`` records as a skipped stage. An engine that was built and then fails is not this."""
+
+
 class BenchError(EdgeptmError):
     """A benchmark that could not be run as asked."""
 

@@ -18,15 +18,13 @@ from pathlib import Path
 from typing import Any, Optional
 
 from edgeptm.errors import ProfileError
+from edgeptm.targets.common import OptionError
 
 QUANT_MODES = ("dynamic-int8", "static-int8", "fp16")
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 ACTIVATION_TYPES = ("uint8", "int8")
-BACKENDS = ("onnxruntime", "torch", "tensorrt", "aoti", "openvino", "executorch")
+RUNTIMES = ("onnxruntime", "torch")  # run artifacts as they are; the targets' engines run on their own runtime
 FAMILIES = ("cpu", "gpu", "jetson")
-COMPILE_TARGETS = ("tensorrt", "aoti", "openvino", "executorch")
-PRECISIONS = ("fp32", "bf16", "int8")
-HARDWARE_COMPATIBILITY = ("none", "ampere_plus", "same_compute_capability")
 
 
 @dataclass(frozen=True)
@@ -55,25 +53,48 @@ class QuantizeSection:
     max_accuracy_drop: Optional[float] = None
     calibration_method: Optional[str] = None  # static-int8: minmax | entropy | percentile
     calibration_samples: Optional[int] = None  # static-int8: calibration inputs
-    activations: Optional[str] = None  # static-int8: uint8 (default, ONNX Runtime CPU) | int8 (symmetric, TensorRT)
+    activations: Optional[str] = (
+        None  # static-int8: uint8 (default, ONNX Runtime CPU) | int8 (symmetric)
+    )
 
 
 @dataclass(frozen=True)
 class CompileSection:
-    """How ``compile`` builds an engine for this device (unset target: ONNX Runtime runs the ONNX)."""
+    """How ``compile`` builds an engine for this device (unset target: ONNX Runtime runs the ONNX).
 
-    target: Optional[str] = None  # tensorrt | aoti | openvino | executorch
-    precision: Optional[str] = None  # openvino: fp32 | bf16 | int8 (NNCF); executorch: fp32 | int8 (PT2E)
-    device: str = "cuda"  # aoti: cpu | cuda
+    ``target``, ``precision``, ``batch`` and ``seq_len`` are every target's; any other key belongs to
+    a target's own options (``edgeptm.targets``), given flat in the YAML (``workspace_mb: 1024``),
+    kept in ``options`` as written and readable as attributes (``profile.compile.workspace_mb``)."""
+
+    target: Optional[str] = None  # one of the registered targets (edgeptm.targets)
+    precision: Optional[str] = None  # for targets with precisions: fp32 | bf16 | int8 ...
     batch: Optional[list[int]] = None  # [min, opt, max] of the batch axis
     seq_len: Optional[list[int]] = None  # text: [min, opt, max] of the sequence axis
-    workspace_mb: Optional[int] = None  # TensorRT: scratch memory the builder's tactics may use
-    optimization_level: Optional[int] = None  # TensorRT builder optimization level 0..5 (default 3)
-    dla_core: Optional[int] = None  # run on this DLA core (Jetson AGX/NX), layers DLA lacks on the GPU
-    gpu_fallback: bool = True  # with dla_core: layers the DLA cannot run go to the GPU
-    hardware_compatibility: str = "none"  # none | ampere_plus | same_compute_capability
-    version_compatible: bool = False  # engine runs on later TensorRT of the same major version
-    cuda_graph: bool = False  # the backend captures each shape's launch into a CUDA graph
+    options: dict[str, Any] = field(default_factory=dict)  # the target's own keys, as written
+
+    def settings_for(self, target: str) -> Any:
+        """The target's options with this section's values (None when none of its keys is set and
+        it is not the section's target)."""
+        from edgeptm import targets
+
+        owner = targets.get(target)
+        given = {k: v for k, v in self.options.items() if k in owner.options.keys()}
+        if not given and self.target != target:
+            return None
+        return owner.options(**given)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name == "options":
+            raise AttributeError(name)
+        from edgeptm import targets
+
+        owners = targets.option_keys().get(name)
+        if owners is None:
+            raise AttributeError(name)
+        if name in self.options:
+            return self.options[name]
+        owner = next((t for t in owners if t.name == self.target), None)
+        return None if owner is None else getattr(owner.options(), name)
 
 
 @dataclass(frozen=True)
@@ -112,6 +133,7 @@ class Profile:
         data = dataclasses.asdict(self)
         data.pop("path")
         data.pop("sha256")
+        data["compile"].update(data["compile"].pop("options"))  # as written: flat
         return data
 
 
@@ -155,7 +177,10 @@ def load_profile(name_or_path: str | os.PathLike[str]) -> Profile:
     if not isinstance(data, dict):
         raise ProfileError(f"{path}: a profile is a mapping of sections, got {type(data).__name__}")
     data.setdefault("name", path.stem)
+    compile_section = data.pop("compile", None)
     profile = _build(Profile, data, f"{path}")
+    if compile_section is not None:
+        profile = dataclasses.replace(profile, compile=_compile_section(compile_section, f"{path}"))
     profile = dataclasses.replace(profile, path=str(path), sha256=hashlib.sha256(raw).hexdigest())
     _check_values(profile, path)
     return profile
@@ -173,8 +198,11 @@ def _check_values(profile: Profile, path: Path) -> None:
         )
     if profile.quantize.mode not in (None, *QUANT_MODES):
         raise ProfileError(f"{path}: quantize.mode '{profile.quantize.mode}' is not one of {', '.join(QUANT_MODES)}")
-    if profile.runtime.backend not in BACKENDS:
-        raise ProfileError(f"{path}: runtime.backend '{profile.runtime.backend}' is not one of {', '.join(BACKENDS)}")
+    from edgeptm import targets
+
+    backends = (*RUNTIMES, *targets.names())
+    if profile.runtime.backend not in backends:
+        raise ProfileError(f"{path}: runtime.backend '{profile.runtime.backend}' is not one of {', '.join(backends)}")
     _check_compile(profile, path)
     _check_targets(profile, path)
     if not 7 <= profile.export.opset <= 23:
@@ -196,14 +224,48 @@ def _check_values(profile: Profile, path: Path) -> None:
         raise ProfileError(f"{path}: quantize.max_accuracy_drop must be >= 0 (accuracy points), got {drop:g}")
 
 
+def _compile_section(data: Any, where: str) -> CompileSection:
+    """The ``compile`` mapping: the common keys typed as the dataclass says, every other key checked
+    by the target that owns it (its options dataclass: types, ranges, combinations)."""
+    from edgeptm import targets
+
+    if not isinstance(data, dict):
+        raise ProfileError(f"{where}: 'compile' must be a mapping, got {type(data).__name__}")
+    common = {f.name for f in dataclasses.fields(CompileSection) if f.name != "options"}
+    section = _build(CompileSection, {k: v for k, v in data.items() if k in common}, where, "compile.")
+    target = targets.find(section.target)
+    if section.target is not None and target is None:
+        raise ProfileError(f"{where}: compile.target '{section.target}' is not one of {', '.join(targets.names())}")
+    own = {k: v for k, v in data.items() if k not in common}
+    keys = targets.option_keys()
+    for key in own:
+        if key not in keys:
+            allowed = sorted(common | set(target.options.keys() if target else keys))
+            raise ProfileError(f"{where}: unknown key 'compile.{key}' (allowed in compile: {', '.join(allowed)})")
+        if target is not None and target not in keys[key]:
+            owners = " or ".join(t.name for t in keys[key])
+            raise ProfileError(f"{where}: compile.{key} is for compile.target {owners}, not {target.name}")
+    # With a target, its options check the keys; without one, each key's owner does.
+    for owner in [target] if target else list(dict.fromkeys(t for key in own for t in keys[key][:1])):
+        values = {k: v for k, v in own.items() if k in owner.options.keys()}
+        hints = typing.get_type_hints(owner.options)
+        typed = {k: _coerce(hints[k], v, where, f"compile.{k}") for k, v in values.items()}
+        try:
+            owner.options(**typed).check(combined=False)  # combinations: the target's check_profile
+        except OptionError as exc:
+            raise ProfileError(f"{where}: compile.{exc.key} {exc.text}") from None
+        own.update(typed)
+    return dataclasses.replace(section, options=own)
+
+
 def _check_compile(profile: Profile, path: Path) -> None:
+    from edgeptm import targets
+
     device, section = profile.device, profile.compile
+    precisions = tuple(dict.fromkeys(p for t in targets.TARGETS.values() for p in t.precisions))
     choices = {
         "device.family": (device.family, FAMILIES),
-        "compile.target": (section.target, (None, *COMPILE_TARGETS)),
-        "compile.device": (section.device, ("cpu", "cuda")),
-        "compile.hardware_compatibility": (section.hardware_compatibility, HARDWARE_COMPATIBILITY),
-        "compile.precision": (section.precision, (None, *PRECISIONS)),
+        "compile.precision": (section.precision, (None, *precisions)),
     }
     for key, (value, allowed) in choices.items():
         if value not in allowed:
@@ -215,81 +277,30 @@ def _check_compile(profile: Profile, path: Path) -> None:
             raise ProfileError(
                 f"{path}: compile.{key} must be [min, opt, max] with 1 <= min <= opt <= max, got {value}"
             )
-    if section.optimization_level is not None and not 0 <= section.optimization_level <= 5:
-        raise ProfileError(f"{path}: compile.optimization_level must be 0..5, got {section.optimization_level}")
-    if section.workspace_mb is not None and section.workspace_mb < 1:
-        raise ProfileError(f"{path}: compile.workspace_mb must be >= 1, got {section.workspace_mb}")
-    if section.dla_core is not None and device.dla_cores == 0:
-        raise ProfileError(f"{path}: compile.dla_core is set but the device has no DLA (device.dla_cores: 0)")
-    if section.dla_core is not None and not 0 <= section.dla_core < device.dla_cores:
-        raise ProfileError(
-            f"{path}: compile.dla_core {section.dla_core}, but the device has {device.dla_cores} DLA cores "
-            "(numbered from 0)"
-        )
     if device.compute_capability is not None and not re.fullmatch(r"\d+\.\d+", device.compute_capability):
         raise ProfileError(f"{path}: device.compute_capability must look like '8.7', got {device.compute_capability!r}")
 
 
 def _check_targets(profile: Profile, path: Path) -> None:
-    """Settings that are valid alone but cannot work together."""
-    from edgeptm.compile import ONLY_FOR, executorch
+    """Settings that are valid alone but cannot work together: the runtime and the target, the
+    precision and the target, and what each target says of the device and the quantization."""
+    from edgeptm import targets
 
-    device, section = profile.device, profile.compile
+    section = profile.compile
     backend = profile.runtime.backend
-    if backend in COMPILE_TARGETS and section.target != backend:
+    if backend in targets.TARGETS and section.target != backend:
         raise ProfileError(
             f"{path}: runtime.backend '{backend}' runs an engine that 'compile' builds: set compile.target: {backend}"
         )
-    takes_precision = " or ".join(ONLY_FOR["precision"])
-    if section.precision is not None and section.target not in ONLY_FOR["precision"]:
-        raise ProfileError(
-            f"{path}: compile.precision is for compile.target {takes_precision}, not {section.target}"
-            + (
-                ": TensorRT builds the precision of the graph (set quantize.mode)"
-                if section.target == "tensorrt"
-                else ""
-            )
-        )
-    if section.target == "executorch" and section.precision not in (None, *executorch.PRECISIONS):
-        raise ProfileError(
-            f"{path}: compile.precision '{section.precision}': ExecuTorch's XNNPACK target builds "
-            f"{' or '.join(executorch.PRECISIONS)}"
-        )
-    if section.target == "tensorrt" and device.family == "cpu":
-        raise ProfileError(
-            f"{path}: compile.target 'tensorrt' needs an NVIDIA GPU, but device.family is 'cpu' (use gpu or jetson)"
-        )
-    if section.target == "tensorrt" and profile.quantize.mode == "dynamic-int8":
-        raise ProfileError(
-            f"{path}: quantize.mode 'dynamic-int8' is an ONNX Runtime CPU form TensorRT does not build; "
-            "use static-int8 or fp16 with compile.target 'tensorrt'"
-        )
-    if (
-        section.target == "tensorrt"
-        and profile.quantize.mode == "static-int8"
-        and profile.quantize.activations != "int8"
-    ):
-        raise ProfileError(
-            f"{path}: quantize.activations '{profile.quantize.activations or 'uint8'}' with compile.target 'tensorrt': "
-            "TensorRT builds symmetric INT8 only, set quantize.activations: int8"
-        )
-    if section.dla_core is not None:
-        if section.hardware_compatibility != "none":
-            raise ProfileError(
-                f"{path}: compile.hardware_compatibility '{section.hardware_compatibility}' with compile.dla_core: "
-                "a DLA engine is tied to its Jetson, set hardware_compatibility: none"
-            )
-        if section.batch is None:
-            raise ProfileError(
-                f"{path}: compile.dla_core needs static shapes (DLA runs no others): set compile.batch to [n, n, n]"
-            )
-        for key in ("batch", "seq_len"):
-            value = getattr(section, key)
-            if value is not None and value[0] != value[2]:
-                raise ProfileError(
-                    f"{path}: compile.{key} {value} is dynamic, but DLA runs only static shapes: "
-                    "make min == opt == max, or remove compile.dla_core to build for the GPU"
-                )
+    target = targets.find(section.target)
+    if section.precision is not None and (target is None or not target.precisions):
+        takes = " or ".join(t.name for t in targets.TARGETS.values() if t.precisions)
+        why = f": {target.no_precision} (set quantize.mode)" if target is not None and target.no_precision else ""
+        raise ProfileError(f"{path}: compile.precision is for compile.target {takes}, not {section.target}{why}")
+    for candidate in targets.TARGETS.values():
+        problem = candidate.check_profile(profile)
+        if problem:
+            raise ProfileError(f"{path}: {problem}")
 
 
 def _build(cls: type, data: dict[str, Any], where: str, prefix: str = "") -> Any:
@@ -362,25 +373,6 @@ _MODE_WORDS = {
     "static-int8": "static INT8 Q/DQ for every task (activation ranges calibrated ahead of time)",
     "fp16": "FP16 for every task (float16 weights and activations)",
 }
-_COMPILED_PRECISION = {  # target -> compile.precision -> what it means there
-    "openvino": {
-        "fp32": "FP32 IR (OpenVINO runs f32)",
-        "bf16": "bf16 inference hint: weights stay FP32 in the IR, the CPU computes in bf16 where it has "
-        "AVX512_BF16 or AMX (slower than FP32 without AMX)",
-        "int8": "NNCF post-training INT8 in 'compile', calibrated on {samples} samples of the checkpoint's training "
-        "sample (text: the transformer scheme with SmoothQuant; images: per-tensor activation ranges)",
-    },
-    "executorch": {
-        "fp32": "FP32 program, XNNPACK's float kernels",
-        "int8": "INT8 by PT2E with the XNNPACK quantizer in 'compile' (per-channel weights; images: static "
-        "activation scales calibrated on {samples} samples; text: dynamic activations)",
-    },
-}
-_HARDWARE_WORDS = {
-    "none": "runs only on the GPU model it was built on (the fastest engine)",
-    "ampere_plus": "one engine for any Ampere or newer GPU (a mixed fleet; costs some speed)",
-    "same_compute_capability": "runs on any GPU with the compute capability of the one that built it",
-}
 
 
 def _span(name: str, value: list[int] | None, default: str) -> str:
@@ -394,10 +386,10 @@ def _span(name: str, value: list[int] | None, default: str) -> str:
 
 def explain(profile: Profile) -> list[str]:
     """The profile in plain words, one ``topic: text`` line per choice: the device, the runtime and
-    why, the precision per task and what TensorRT 10 and 11 make of it, shapes, build settings,
+    why, the precision per task and what the target makes of it, shapes, build settings,
     threads, the bench, what the device needs installed, and the command that uses the profile.
     Returned, not printed: the CLI prints (``edgeptm profiles show``)."""
-    from edgeptm.compile import executorch, openvino
+    from edgeptm import targets
 
     device, quant, section, runtime, bench = (
         profile.device,
@@ -424,28 +416,10 @@ def explain(profile: Profile) -> list[str]:
     if device.examples:
         lines.append(f"examples: {', '.join(device.examples)}")
 
-    if section.target == "tensorrt":
-        if section.hardware_compatibility != "none":
-            where = "build it on one of the GPUs it targets (see compatibility)"
-        else:
-            where = "on the device itself" if device.family == "jetson" else "on a machine with this GPU"
-            where = f"build it {where}, since an engine is tied to the GPU and the TensorRT version that built it"
-        lines.append(f"runtime: TensorRT: 'compile' builds an engine from the ONNX, tuned for the GPU; {where}")
-    elif section.target == "aoti":
-        lines.append(
-            f"runtime: AOTInductor: 'compile' builds a .pt2 package from the PyTorch checkpoint ({section.device})"
-        )
-    elif section.target == "openvino":
-        lines.append(
-            "runtime: OpenVINO: 'compile' converts the plain ONNX export into an IR (model.xml + model.bin) for "
-            "its CPU plugin, which fuses and specialises kernels on its own; the IR runs on any x86-64 machine with "
-            "OpenVINO"
-        )
-    elif section.target == "executorch":
-        lines.append(
-            "runtime: ExecuTorch with the XNNPACK delegate: 'compile' builds a .pte program from the PyTorch "
-            "checkpoint; the app links the ExecuTorch runtime (Android, iOS, Linux boards)"
-        )
+    target = targets.find(section.target)
+    words = target.explain(profile) if target else {}
+    if target:
+        lines += words["runtime"]
     elif runtime.backend == "torch":
         lines.append("runtime: PyTorch (eager) runs the checkpoint; nothing to build")
     else:
@@ -462,34 +436,26 @@ def explain(profile: Profile) -> list[str]:
         how.append(f"calibration {method}{samples}" + (" (images)" if quant.mode is None else ""))
     if calibrated:
         how.append(
-            "symmetric int8 activations (zero point 0, the form TensorRT builds)"
+            "symmetric int8 activations (zero point 0: the only form some GPU compilers build)"
             if quant.activations == "int8"
             else "uint8 activations (ONNX Runtime CPU's u8 x s8 kernels)"
         )
     if quant.mode != "fp16":
         how.append("per-channel weight scales" if quant.per_channel else "per-tensor weight scales")
     ort = f"{_MODE_WORDS[quant.mode]}" + (f"; {', '.join(how)}" if how else "")
-    if section.target in _COMPILED_PRECISION:
-        # NNCF takes the profile's calibration_samples; PT2E its own default (its observers are slow).
-        samples = (
-            (quant.calibration_samples or openvino.DEFAULT_CALIB_SAMPLES)
-            if section.target == "openvino"
-            else executorch.DEFAULT_CALIB_SAMPLES
-        )
-        words = _COMPILED_PRECISION[section.target][section.precision or "fp32"].format(samples=samples)
-        lines.append(f"precision: {words}")
+    if "precision" in words:  # the target builds its own precision: ONNX Runtime's artifacts are the comparison
+        lines += words["precision"]
         lines.append(f"compared with: ONNX Runtime artifacts built beside it, {ort}")
     else:
         lines.append(f"precision: {ort}")
     if quant.max_accuracy_drop is not None:
-        compiled = section.target in _COMPILED_PRECISION and section.precision not in (None, "fp32")
+        compiled = "precision" in words and section.precision not in (None, "fp32")
         stages = "quantize and compile write" if compiled else "quantize writes"
         lines.append(
             f"accuracy guard: {stages} nothing if accuracy drops more than {quant.max_accuracy_drop:g} "
             f"point{'' if quant.max_accuracy_drop == 1 else 's'}"
         )
-    if section.target == "tensorrt":
-        lines += _tensorrt_precision(quant.mode, device.family, section.dla_core is not None)
+    lines += words.get("notes", [])
 
     if section.target:
         lines.append(
@@ -504,30 +470,7 @@ def explain(profile: Profile) -> list[str]:
         )
     else:
         lines.append("shapes: dynamic: ONNX Runtime takes any batch and sequence length")
-    if section.target == "tensorrt":
-        workspace = f"{section.workspace_mb} MB" if section.workspace_mb else "TensorRT's default"
-        level = section.optimization_level if section.optimization_level is not None else "3 (TensorRT's default)"
-        lines.append(
-            f"build: workspace {workspace} for the builder's tactics; optimization level {level} "
-            "(0..5: higher searches longer for faster kernels)"
-        )
-        if section.dla_core is not None:
-            fallback = (
-                "layers the DLA cannot run fall back to the GPU"
-                if section.gpu_fallback
-                else "no GPU fallback: the build fails if a layer cannot run on the DLA"
-            )
-            lines.append(f"DLA use: the engine runs on DLA core {section.dla_core}; {fallback}")
-        elif device.dla_cores:
-            lines.append("DLA use: none, everything on the GPU (set compile.dla_core to use a DLA)")
-        version = (
-            "also on later TensorRT releases of the same major version"
-            if section.version_compatible
-            else "only on the TensorRT version that built it"
-        )
-        lines.append(f"compatibility: {_HARDWARE_WORDS[section.hardware_compatibility]}; {version}")
-        if section.cuda_graph:
-            lines.append("CUDA graphs: each shape's kernel launches are captured once and replayed")
+    lines += words.get("build", [])
 
     if runtime.threads is None:
         lines.append("threads: the runtime's default")
@@ -544,24 +487,4 @@ def explain(profile: Profile) -> list[str]:
     if profile.path and Path(profile.path).resolve().parent != profiles_dir().resolve():
         name = profile.path
     lines.append(f"use: edgeptm build runs/ckpt --profile {name} --out runs/{profile.name}")
-    return lines
-
-
-def _tensorrt_precision(mode: Optional[str], family: str, dla: bool) -> list[str]:
-    """What TensorRT 10 and 11 build from the graph that ``quantize`` wrote."""
-    if mode in (None, "dynamic-int8"):
-        return [
-            "TensorRT: static INT8 Q/DQ (images) builds as INT8; dynamic INT8 (text) is an ONNX Runtime "
-            "form TensorRT does not build: set quantize.mode to static-int8 or fp16 for text"
-        ]
-    if mode == "static-int8":
-        ten = "the builder's INT8 flag" + (" (and FP16, which the DLA needs)" if dla else "")
-        ten += " allows INT8; the Q/DQ nodes fix where it runs"
-        eleven = "no precision flags: the network is strongly typed, INT8 between Q/DQ nodes, float elsewhere"
-    else:
-        ten = "the builder's FP16 flag lets layers run in FP16 (the graph's float16 tensors)"
-        eleven = "no precision flags: the network is strongly typed, the graph's float16 tensors are the precision"
-    lines = [f"TensorRT 10: {ten}", f"TensorRT 11: {eleven}"]
-    if family == "jetson":
-        lines[-1] += " (TensorRT 11 does not support JetPack 6: Jetsons stay on TensorRT 10.x)"
     return lines

@@ -1,10 +1,10 @@
 """Which artifacts may run native code here: the user's trust store, and digest pins.
 
 Checksums prove an artifact's files match its manifest, but anyone can write a manifest: they
-cannot prove who built it. That is enough for data (ONNX graphs, OpenVINO IR, safetensors), which
-runtimes parse but do not execute. It is not enough for artifacts whose loading maps native code
-(an AOTInductor ``.pt2`` holds a shared library whose constructors run when it is loaded; a
-TensorRT plan may carry host code). Those load only when trusted:
+cannot prove who built it. That is enough for data (ONNX graphs, IRs, safetensors), which runtimes
+parse but do not execute. It is not enough for artifacts whose loading maps native code (a compiled
+package holding a shared library whose constructors run when it is loaded; a GPU plan that may
+carry host code: each target's descriptor says which of its engines do). Those load only when trusted:
 
 - built by this user on this machine (``compile`` records the digest when it writes one);
 - trusted once with ``edgeptm trust DIR`` (records the digest, prints the native code it holds);

@@ -23,7 +23,7 @@ def test_symmetric_same_padding_folds_into_the_convolution_and_asymmetric_stays(
     """TF-style "same" padding: a stride-1 pad is symmetric (folded), a stride-2 pad is not."""
     import torch
 
-    from edgeptm.compile.executorch import fold_symmetric_pads
+    from edgeptm.targets.executorch.build import fold_symmetric_pads
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(

@@ -118,7 +118,7 @@ def test_int8_from_the_profile_calibrates_with_nncf_and_keeps_accuracy(plain, tm
 def test_bf16_runs_bf16_where_the_cpu_has_it_and_is_refused_where_not(plain, tmp_path: Path, monkeypatch) -> None:
     import openvino as ov
 
-    from edgeptm.compile import openvino as target
+    from edgeptm.targets.openvino import build as target
 
     options = CompileOptions(target="openvino", precision="bf16", shapes=["input_ids:1x16"])
     if not target.cpu_supports_bf16(ov.Core()):

@@ -17,10 +17,10 @@ from edgeptm.artifacts import Artifact
 from edgeptm.cli import cli
 from edgeptm.compile import CompileOptions, compile
 from edgeptm.compile.shapes import parse_shapes, shape_ranges
-from edgeptm.compile.tensorrt import builder_flags, check_buildable, graph_precision
+from edgeptm.targets.tensorrt.build import builder_flags, check_buildable, graph_precision
 from edgeptm.errors import BackendError, UsageError
 from edgeptm.quantization import QuantizeOptions, quantize
-from edgeptm.runtime.tensorrt_backend import check_compatible
+from edgeptm.targets.tensorrt.backend import check_compatible
 from test_compile import engine_built_elsewhere
 
 TEXT_INPUTS = [

@@ -53,7 +53,7 @@ class BenchOptions:
     seq_lens: list[int] | None = None
     image_sizes: list[int] | None = None
     thread_counts: list[int] | None = None
-    providers: list[str] | None = None  # ONNX Runtime execution providers: cpu, cuda, tensorrt
+    providers: list[str] | None = None  # ONNX Runtime execution providers: cpu, cuda, ... (ort_backend.PROVIDERS)
     max_batch: int = 256  # offline: the largest batch size the search tries
     # Digests ('sha256:...') of artifacts the caller vouches for: each must match one artifact, and
     # pins it (its native code, if any, loads without 'edgeptm trust').

@@ -38,7 +38,7 @@ HEADERS = (
     "end-to-end p50 ms", "peak RSS MB", "size MB", "accuracy", "speedup", "status",
 )  # fmt: skip
 FIGURES = 5  # HEADERS from here on, up to status, are measurements: a row that did not run shows its reason there
-RUNTIMES = ("torch", "onnxruntime", "tensorrt", "openvino", "executorch")  # prefixes in environment.packages
+BASE_RUNTIMES = ("torch", "onnxruntime")  # with the targets' packages: prefixes in environment.packages
 SCENARIOS = {
     "single-stream": "one request at a time: the latency a user waits for",
     "offline": "the batch size that maximises throughput, searched per variant: the pace of a bulk job",
@@ -243,7 +243,10 @@ def _environment(report: dict[str, Any]) -> list[tuple[str, str]]:
         details += [f"compute capability {gpu['compute_capability']}" if gpu.get("compute_capability") else ""]
         details += [str(gpu["memory"]) if gpu.get("memory") else ""]
         rows.append(("GPU", ", ".join([str(gpu.get("name") or "unnamed"), *filter(None, details)])))
-    runtimes = [f"{name} {version}" for name, version in packages.items() if name.startswith(RUNTIMES)]
+    from edgeptm import targets
+
+    prefixes = (*BASE_RUNTIMES, *(t.packages[0] for t in targets.TARGETS.values() if t.packages))
+    runtimes = [f"{name} {version}" for name, version in packages.items() if name.startswith(prefixes)]
     rows.append(("Runtimes", ", ".join(runtimes) or "none recorded"))
     python = f"Python {env['python']}" if env.get("python") else "Python (version not recorded)"
     edgeptm = f"; edgeptm {packages['edgeptm']}" if packages.get("edgeptm") else ""

@@ -109,7 +109,8 @@ def command() -> None:
 @click.option(
     "--provider",
     default=None,
-    help="ONNX Runtime execution provider(s) for ONNX artifacts: cpu,cuda,tensorrt (missing ones are reported).",
+    help="ONNX Runtime execution provider(s) for ONNX artifacts: cpu,cuda or another the installed "
+    "onnxruntime has (missing ones are reported).",
 )
 @click.option(
     "--scenario",
@@ -144,7 +145,7 @@ def command() -> None:
     multiple=True,
     metavar="SHA256",
     help="Pin an artifact by its digest ('edgeptm verify' prints it); repeat for several. A pinned "
-    "AOTInductor/TensorRT engine loads without 'edgeptm trust'.",
+    "engine that holds native code loads without 'edgeptm trust'.",
 )
 @profile_option
 def run(

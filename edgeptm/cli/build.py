@@ -25,9 +25,9 @@ def command(checkpoint: str, out: str, force: bool, **kwargs) -> None:
 
     \b
     Every stage uses the profile's settings (opset, precision, shapes, workspace, DLA, threads).
-    A stage whose runtime this machine lacks (TensorRT without an NVIDIA GPU) is skipped, and the
-    report gives the command that runs it on the device. Writes OUT/onnx, OUT/<quantize mode>,
-    OUT/engine and OUT/build-report.{json,md}.
+    A stage whose runtime this machine lacks (a GPU compiler without a GPU) is skipped, and the
+    report gives the command that runs it on the device; an engine that fails once built fails
+    the build. Writes OUT/onnx, OUT/<quantize mode>, OUT/engine and OUT/build-report.{json,md}.
     """
     from edgeptm.build import BuildOptions, build, markdown
 

@@ -17,8 +17,8 @@ from edgeptm.cli.common import echo_json, threads_option
     "--digest",
     default=None,
     metavar="SHA256",
-    help="Load ARTIFACT only if it has this digest ('edgeptm verify' prints it); a pinned AOTInductor or "
-    "TensorRT engine loads without 'edgeptm trust'.",
+    help="Load ARTIFACT only if it has this digest ('edgeptm verify' prints it); a pinned engine that holds "
+    "native code loads without 'edgeptm trust'.",
 )
 @threads_option
 def command(

@@ -64,8 +64,8 @@ def verify_command(artifact: str, digest: str | None, as_json: bool) -> None:
 @click.option("--list", "list_", is_flag=True, help="List the trusted artifacts.")
 @click.option("--revoke", default=None, metavar="SHA256|DIR", help="Stop trusting an artifact (digest or directory).")
 def trust_command(artifact: str | None, digest: str | None, list_: bool, revoke: str | None) -> None:
-    """Trust ARTIFACT's native code from now on (for this user): AOTInductor packages and TensorRT
-    plans run code when they load, so one built elsewhere loads only once trusted. Prints the
+    """Trust ARTIFACT's native code from now on (for this user): some compiled engines (the targets
+    say which) run code when they load, so one built elsewhere loads only once trusted. Prints the
     native code it holds and records its digest; a changed artifact has another digest."""
     from pathlib import Path
 

@@ -1,7 +1,7 @@
 """Input shape ranges for an engine: min/opt/max of every dynamic axis, for every input.
 
-TensorRT builds one optimization profile over these ranges (kernels are tuned for ``opt`` and
-valid from ``min`` to ``max``); AOTInductor takes the min..max bounds. They come, in order of
+A target builds for these ranges: kernels tuned for ``opt`` and valid from ``min`` to ``max``, or
+only the min..max bounds, or one static shape when min == max. They come, in order of
 precedence, from ``--shapes``, the device profile's ``compile.batch``/``compile.seq_len``, then
 defaults from the artifact (batch 1..max_batch tuned for 1; sequence 1..the model's max length,
 tuned for 128). Inputs that share a symbolic axis (``input_ids`` and ``attention_mask`` share

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from edgeptm.errors import ModelError
-from edgeptm.models.text import POOLINGS, family_of
+from edgeptm.models.encoders import POOLINGS, family_of
 
 
 class TextClassifier(torch.nn.Module):

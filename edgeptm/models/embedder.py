@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from edgeptm.errors import ModelError
-from edgeptm.models.text import family_of
+from edgeptm.models.encoders import family_of
 
 
 def sentence_transformers_normalizes(directory: Path) -> bool:

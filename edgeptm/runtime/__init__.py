@@ -23,9 +23,9 @@ def load(
     digest: str | None = None,
 ) -> Predictor:
     """Open an artifact (manifest checked, checksums verified) on its runtime, with its
-    preprocessing attached. ``provider``: ONNX Runtime's execution provider (cpu, cuda, tensorrt)
+    preprocessing attached. ``provider``: ONNX Runtime's execution provider (cpu, cuda, or another it has)
     for ONNX artifacts. ``digest`` ('sha256:...', as 'edgeptm verify' prints): load only that
-    artifact, and trust its native code (AOTInductor, TensorRT) without 'edgeptm trust'."""
+    artifact, and trust its native code (compiled engines that hold some) without 'edgeptm trust'."""
     artifact = path if isinstance(path, Artifact) else open_artifact(path)
     from edgeptm.runtime.preprocess import PREPROCESSORS
 

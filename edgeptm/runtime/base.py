@@ -2,7 +2,7 @@
 
 A backend opens an artifact's model, says which inputs it takes, runs a feed of numpy arrays and
 returns numpy outputs. The Predictor and the benchmark harness use nothing else, so a new runtime
-(TensorRT, OpenVINO, ...) is one module and one line in ``BACKENDS``.
+is a compile target (``edgeptm.targets``) whose descriptor names its backend.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import numpy as np
 
 from edgeptm import trust
 from edgeptm.artifacts import Artifact
-from edgeptm.errors import BackendError
+from edgeptm.errors import BackendError, RuntimeUnavailable
 
 
 class Backend(Protocol):
@@ -29,44 +29,43 @@ class Backend(Protocol):
     def close(self) -> None: ...
 
 
-# backend name -> (module:class, artifact kinds it runs, package that provides the runtime)
-BACKENDS: dict[str, tuple[str, tuple[str, ...], str]] = {
-    "torch": ("edgeptm.runtime.torch_backend:TorchBackend", ("checkpoint",), "torch"),
-    "onnxruntime": ("edgeptm.runtime.ort_backend:OrtBackend", ("onnx",), "onnxruntime"),
-    "aoti": ("edgeptm.runtime.aoti_backend:AotiBackend", ("engine",), "torch"),
-    "tensorrt": ("edgeptm.runtime.tensorrt_backend:TensorRTBackend", ("engine",), "'edgeptm[tensorrt]'"),
-    "openvino": ("edgeptm.runtime.openvino_backend:OpenVinoBackend", ("engine",), "openvino"),
-    "executorch": ("edgeptm.runtime.executorch_backend:ExecuTorchBackend", ("engine",), "executorch"),
+# Runtimes that run artifacts as they are: name -> (module:class, artifact kind, package to install).
+# Engines run on their compile target's backend (edgeptm.targets).
+RUNTIMES: dict[str, tuple[str, str, str]] = {
+    "torch": ("edgeptm.runtime.torch_backend:TorchBackend", "checkpoint", "torch"),
+    "onnxruntime": ("edgeptm.runtime.ort_backend:OrtBackend", "onnx", "onnxruntime"),
 }
-DEFAULT_FOR_KIND = {"checkpoint": "torch", "onnx": "onnxruntime"}
-# Backends whose loading maps native code shipped inside the artifact -> "module:function" that
-# lists that code (without loading it). Their artifacts load only when trusted (edgeptm.trust).
-NATIVE_CODE: dict[str, str] = {
-    "aoti": "edgeptm.runtime.aoti_backend:native_code",
-    "tensorrt": "edgeptm.runtime.tensorrt_backend:native_code",
-}
+
+
+def backend_names() -> tuple[str, ...]:
+    from edgeptm import targets
+
+    return (*RUNTIMES, *targets.names())
 
 
 def native_code(artifact: Artifact, name: str | None = None) -> list[str]:
     """What native code loading ``artifact`` on its runtime would run (empty for data-only
-    artifacts: ONNX, OpenVINO IR, ExecuTorch programs, checkpoints)."""
+    artifacts: ONNX, IRs and programs the runtime interprets, checkpoints). The target says which
+    of its engines hold native code, never the manifest."""
+    from edgeptm import targets
+
     try:
         name = name or default_backend(artifact)
     except BackendError:
         return []
-    if name not in NATIVE_CODE:
+    target = targets.find(name)
+    if target is None or target.native_code is None or artifact.kind != "engine":
         return []
-    module_name, function = NATIVE_CODE[name].split(":")
-    return getattr(importlib.import_module(module_name), function)(artifact)
+    return target.load("native_code")(artifact)
 
 
 def default_backend(artifact: Artifact) -> str:
     if artifact.kind == "engine":  # an engine runs on the runtime it was compiled for
         return (artifact.manifest.get("compile") or {}).get("target", "")
-    try:
-        return DEFAULT_FOR_KIND[artifact.kind]
-    except KeyError:
-        raise BackendError(f"{artifact.path}: no runtime for artifacts of kind '{artifact.kind}'") from None
+    for name, (_, kind, _) in RUNTIMES.items():
+        if kind == artifact.kind:
+            return name
+    raise BackendError(f"{artifact.path}: no runtime for artifacts of kind '{artifact.kind}'")
 
 
 def open_backend(
@@ -79,22 +78,28 @@ def open_backend(
     """Open ``artifact`` on backend ``name`` (default: its own runtime). ``digest`` pins it: a
     different artifact is refused, and the pinned one's native code is trusted. Artifacts whose
     loading runs native code are refused here, before any of it is mapped, unless trusted."""
+    from edgeptm import targets
+
     name = name or default_backend(artifact)
-    if name not in BACKENDS:
-        raise BackendError(f"unknown backend '{name}' (known: {', '.join(BACKENDS)})")
-    target, kinds, package = BACKENDS[name]
-    if artifact.kind not in kinds:
+    target = targets.find(name)
+    if name in RUNTIMES:
+        spec, kind, package = RUNTIMES[name]
+    elif target is not None:
+        spec, kind, package = target.backend, "engine", target.install or target.name
+    else:
+        raise BackendError(f"unknown backend '{name}' (known: {', '.join(backend_names())})")
+    if artifact.kind != kind:
         raise BackendError(f"{artifact.path}: backend '{name}' cannot run a '{artifact.kind}' artifact")
     if digest is not None:
         trust.pin(artifact, digest)
     native = native_code(artifact, name)
     if native:
         trust.require(artifact, "; ".join(native))
-    module_name, class_name = target.split(":")
+    module_name, class_name = spec.split(":")
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise BackendError(
+        raise RuntimeUnavailable(
             f"backend '{name}' needs {package}, which failed to import ({exc}); pip install {package}"
         ) from None
     if provider is not None and name != "onnxruntime":

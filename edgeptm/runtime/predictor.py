@@ -46,7 +46,7 @@ class Predictor:
         self.backend = backend
         self.labels = artifact.labels
         self.preprocessor = preprocessor_for(artifact)
-        # An engine compiled for at most N samples per call (AOTInductor, TensorRT profiles) bounds it.
+        # An engine compiled for at most N samples per call (its shape ranges) bounds it.
         self.batch_size = min(batch_size, getattr(backend, "max_batch", None) or batch_size)
 
     def encode(self, inputs: Sequence[Any], seq_len: int | None = None) -> dict[str, np.ndarray]:

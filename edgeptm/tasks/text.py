@@ -188,7 +188,7 @@ class TextClassification:
         return ""
 
     def family(self, artifact: Artifact) -> Any:
-        from edgeptm.models.text import family_of
+        from edgeptm.models.encoders import family_of
 
         return family_of(artifact.manifest["model"]["encoder_type"])
 

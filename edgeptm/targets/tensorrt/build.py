@@ -22,16 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from edgeptm.artifacts import Artifact
-from edgeptm.errors import BackendError, ExportError, UsageError
+from edgeptm.errors import ExportError, UsageError
+from edgeptm.targets.tensorrt._runtime import _logger, gpu_identity, import_tensorrt, major
+from edgeptm.targets.engine import engine_manifest, graph_precision, validate_against_onnxruntime
 
 log = logging.getLogger(__name__)
 
-INSTALL_HINT = (
-    "pip install 'edgeptm[tensorrt]' on a machine with an NVIDIA GPU and driver "
-    "(on a Jetson: JetPack's python3-libnvinfer)"
-)
-DEFAULT_WORKSPACE_MB = 2048
-DEFAULT_OPTIMIZATION_LEVEL = 3  # TensorRT's own default; 4-5 search longer for faster kernels
 # The engine is checked against ONNX Runtime on the parent's validation inputs. FP32 engines use
 # TF32 tensor cores on Ampere and later (~1e-3 relative error), INT8 kernels round differently
 # from ONNX Runtime's Q/DQ emulation: so the gate is on cosine similarity and top-1 agreement,
@@ -43,57 +39,6 @@ HARDWARE_LEVELS = {
     "ampere_plus": "AMPERE_PLUS",
     "same_compute_capability": "SAME_COMPUTE_CAPABILITY",
 }
-_DYNAMIC_INT8_OPS = ("MatMulInteger", "ConvInteger", "DynamicQuantizeLinear")
-
-
-def import_tensorrt() -> Any:
-    """The ``tensorrt`` module, or a BackendError naming what to install."""
-    try:
-        import tensorrt
-    except (ImportError, OSError) as exc:  # OSError: the wheel is there, its CUDA libraries are not
-        raise BackendError(f"TensorRT is not available here ({exc}): {INSTALL_HINT}") from None
-    return tensorrt
-
-
-def major(version: str) -> int:
-    return int(str(version).split(".")[0])
-
-
-def graph_precision(model: Any) -> dict[str, Any]:
-    """What precision an ONNX graph carries, read from the graph itself: Q/DQ nodes (INT8),
-    half tensors (FP16), or neither (FP32); plus what TensorRT cannot build from it."""
-    import onnx
-    from onnx import numpy_helper
-
-    graph = model.graph
-    ops: dict[str, int] = {}
-    for node in graph.node:
-        ops[node.op_type] = ops.get(node.op_type, 0) + 1
-    half = onnx.TensorProto.FLOAT16
-    fp16 = any(t.data_type == half for t in graph.initializer) or any(
-        v.type.tensor_type.elem_type == half for v in (*graph.input, *graph.output, *graph.value_info)
-    )
-    constants = {t.name: t for t in graph.initializer}
-    asymmetric = []
-    for node in graph.node:
-        if node.op_type != "QuantizeLinear" or len(node.input) < 3:
-            continue
-        zero = constants.get(node.input[2])
-        if zero is None:
-            continue
-        values = numpy_helper.to_array(zero)
-        if zero.data_type != onnx.TensorProto.INT8 or values.any():
-            asymmetric.append(node.name or node.output[0])
-    qdq = ops.get("QuantizeLinear", 0) + ops.get("DequantizeLinear", 0)
-    contrib = sorted({n.op_type for n in graph.node if n.domain == "com.microsoft"})
-    return {
-        "onnxruntime_ops": contrib,
-        "precision": "int8-qdq" if qdq else ("fp16" if fp16 else "fp32"),
-        "qdq_nodes": qdq,
-        "fp16_tensors": fp16,
-        "dynamic_int8_nodes": sum(ops.get(op, 0) for op in _DYNAMIC_INT8_OPS),
-        "asymmetric_quantize_nodes": asymmetric,
-    }
 
 
 def check_buildable(info: dict[str, Any], where: str) -> None:
@@ -131,19 +76,6 @@ def builder_flags(info: dict[str, Any], trt_major: int, dla: bool) -> list[str]:
     return flags
 
 
-def check_settings(settings: dict[str, Any]) -> None:
-    if not 0 <= settings["optimization_level"] <= 5:
-        raise UsageError(f"--optimization-level must be 0..5, got {settings['optimization_level']}")
-    if settings["workspace_mb"] < 1:
-        raise UsageError(f"--workspace-mb must be >= 1, got {settings['workspace_mb']}")
-    if settings["hardware_compatibility"] not in HARDWARE_LEVELS:
-        raise UsageError(
-            f"hardware_compatibility '{settings['hardware_compatibility']}' is not one of {', '.join(HARDWARE_LEVELS)}"
-        )
-    if settings["dla_core"] is not None and settings["hardware_compatibility"] != "none":
-        raise UsageError("a DLA engine is tied to its Jetson: hardware_compatibility must be 'none' with --dla-core")
-
-
 def timing_cache_path(explicit: str | None, trt_version: str, gpu: dict[str, Any]) -> Path:
     """One cache per TensorRT version and GPU architecture (a cache from another is useless)."""
     if explicit:
@@ -152,36 +84,6 @@ def timing_cache_path(explicit: str | None, trt_version: str, gpu: dict[str, Any
 
     arch = f"sm{gpu['compute_capability'].replace('.', '')}"
     return cache_dir() / "tensorrt" / f"timing-trt{trt_version}-{arch}.cache"
-
-
-def gpu_identity() -> dict[str, Any]:
-    """The CUDA device an engine is built on or will run on."""
-    import torch
-
-    if not torch.cuda.is_available():
-        raise BackendError("TensorRT needs an NVIDIA GPU and torch sees no CUDA device here")
-    index = torch.cuda.current_device()
-    cc = torch.cuda.get_device_capability(index)
-    return {"name": torch.cuda.get_device_name(index), "compute_capability": f"{cc[0]}.{cc[1]}"}
-
-
-def _logger(trt: Any) -> Any:
-    class Logger(trt.ILogger):
-        """Errors are kept for the message that explains a failed build; warnings go to logging."""
-
-        def __init__(self) -> None:
-            trt.ILogger.__init__(self)
-            self.errors: list[str] = []
-
-        def log(self, severity: Any, msg: str) -> None:
-            if severity in (trt.ILogger.Severity.INTERNAL_ERROR, trt.ILogger.Severity.ERROR):
-                self.errors.append(msg)
-            elif severity == trt.ILogger.Severity.WARNING:
-                log.warning("TensorRT: %s", msg)
-            else:
-                log.debug("TensorRT: %s", msg)
-
-    return Logger()
 
 
 def parse_errors(parser: Any) -> list[str]:
@@ -285,38 +187,17 @@ def build_engine(onnx_path: Path, ranges: dict[str, dict[str, list[int]]], setti
     return bytes(serialized), record
 
 
-def resolve_settings(options: Any) -> dict[str, Any]:
-    """Build settings: an explicit option beats the device profile, which beats the default."""
-    from edgeptm.profiles import pick
-
-    section = options.profile.compile if options.profile is not None else None
-    settings = {
-        key: pick(getattr(options, key), section and getattr(section, key), default)
-        for key, default in (
-            ("workspace_mb", DEFAULT_WORKSPACE_MB),
-            ("optimization_level", DEFAULT_OPTIMIZATION_LEVEL),
-            ("dla_core", None),
-            ("gpu_fallback", True),
-            ("hardware_compatibility", "none"),
-            ("version_compatible", False),
-            ("cuda_graph", False),
-        )
-    }
-    settings["timing_cache"] = options.timing_cache
-    return settings
-
-
 def build(artifact: Artifact, writer: Any, options: Any) -> dict[str, Any]:
+    import dataclasses
+
     import onnx
 
-    from edgeptm.compile import engine_manifest
     from edgeptm.compile.shapes import shape_ranges
 
     model_path = artifact.file("model")
     info = graph_precision(onnx.load(str(model_path), load_external_data=False))
     check_buildable(info, str(artifact.path))
-    settings = resolve_settings(options)
-    check_settings(settings)
+    settings = dataclasses.asdict(options.settings)  # checked by TensorRTOptions when compile resolved them
     ranges = shape_ranges(artifact.manifest["io"]["inputs"], artifact.preprocessing, **options.shape_sources())
     import_tensorrt()  # everything above runs without TensorRT: errors in the request come first
     engine_bytes, record = build_engine(model_path, ranges, {**settings, "graph": info})
@@ -333,8 +214,7 @@ def build(artifact: Artifact, writer: Any, options: Any) -> dict[str, Any]:
             **{k: v for k, v in settings.items() if k != "timing_cache"},
         },
     )
-    from edgeptm.compile import validate_against_onnxruntime
-    from edgeptm.runtime.tensorrt_backend import TensorRTBackend
+    from edgeptm.targets.tensorrt.backend import TensorRTBackend
 
     staged = writer.preview("engine", manifest)
     manifest["validation"], manifest["metrics"] = validate_against_onnxruntime(
@@ -344,4 +224,4 @@ def build(artifact: Artifact, writer: Any, options: Any) -> dict[str, Any]:
     return manifest
 
 
-__all__ = ["build", "build_engine", "graph_precision", "import_tensorrt", "INSTALL_HINT"]
+__all__ = ["build", "build_engine", "check_buildable", "graph_precision"]

@@ -58,20 +58,19 @@ def _gpu() -> dict[str, str]:
 def build(artifact: Artifact, writer: Any, options: Any) -> dict[str, Any]:
     import torch
 
-    from edgeptm.compile import engine_manifest
+    from edgeptm.targets.engine import engine_manifest
     from edgeptm.exporter import validate_against_torch
-    from edgeptm.runtime.aoti_backend import AotiBackend
+    from edgeptm.targets.aoti.backend import AotiBackend
     from edgeptm.runtime.predictor import encode_within, predictor_for
     from edgeptm.runtime.preprocess import preprocessor_for
 
-    if options.device not in ("cpu", "cuda"):
-        raise UsageError(f"--device {options.device}: AOTInductor targets cpu or cuda")
-    if options.device == "cuda" and not torch.cuda.is_available():
+    device = options.settings.device  # cpu | cuda, checked by AotiOptions
+    if device == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda: no CUDA device visible to torch here; compile on the target machine")
     # "No CUDA runtime is found" from torch's C++ extension helper is noise on a CPU build.
     logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     task = get_task(artifact.task)
-    model = task.torch_model(artifact).to(options.device)
+    model = task.torch_model(artifact).to(device)
     preprocessor = preprocessor_for(artifact)
     names = [i["name"] for i in artifact.manifest["io"]["inputs"]]
     shapes, bounds = _dynamic_shapes(artifact, options)
@@ -79,7 +78,7 @@ def build(artifact: Artifact, writer: Any, options: Any) -> dict[str, Any]:
     samples = val.inputs if val is not None else preprocessor.sample_inputs(options.validation_samples)
     sequence = bounds[names[0]].get("sequence") if names else None
     feed = encode_within(preprocessor, samples[:2] if len(samples) >= 2 else samples * 2, sequence)
-    example = tuple(torch.from_numpy(feed[n]).to(options.device) for n in names)
+    example = tuple(torch.from_numpy(feed[n]).to(device) for n in names)
 
     package = writer.add("model", "model.pt2")
     started = time.perf_counter()
@@ -101,8 +100,8 @@ def build(artifact: Artifact, writer: Any, options: Any) -> dict[str, Any]:
             "target": "aoti",
             "tool": "torch.export + torch._inductor.aoti_compile_and_package",
             "torch": torch.__version__,
-            "device": options.device,
-            **(_gpu() if options.device == "cuda" else {}),
+            "device": device,
+            **(_gpu() if device == "cuda" else {}),
             "dynamic_shapes": bounds,
             "compile_seconds": round(seconds, 1),
         },
@@ -113,7 +112,7 @@ def build(artifact: Artifact, writer: Any, options: Any) -> dict[str, Any]:
         # on CUDA both sides use cuDNN's TF32 convolutions by default (10-bit mantissa), which moves
         # EfficientNet-Lite0 logits by ~1e-2 from FP32 CPU (measured on an H200).
         atol = float(artifact.manifest["model"].get("export_atol") or 1e-3)
-        if options.device == "cuda":
+        if device == "cuda":
             atol = max(atol, CUDA_ATOL)
         manifest["validation"], manifest["metrics"], _ = validate_against_torch(
             model,
@@ -123,10 +122,10 @@ def build(artifact: Artifact, writer: Any, options: Any) -> dict[str, Any]:
             atol,
             "AOTInductor package",
             artifact,
-            device=options.device,
+            device=device,
         )
     check = manifest["validation"]
-    if options.device == "cuda":
+    if device == "cuda":
         check["tf32_convolutions"] = bool(torch.backends.cudnn.allow_tf32)
     log.info("compiled %s with AOTInductor in %.1f s: max |diff| %.2g", writer.out, seconds, check["max_abs_diff"])
     return manifest

@@ -29,14 +29,14 @@ from collections import Counter
 from typing import Any
 
 from edgeptm.artifacts import Artifact
-from edgeptm.errors import BackendError, ExportError, UsageError
+from edgeptm.errors import ExportError, UsageError
+from edgeptm.targets.executorch._runtime import import_executorch
 from edgeptm.profiles import pick
+from edgeptm.targets.executorch import DEFAULT_CALIB_SAMPLES, PRECISIONS, SCHEMES, calibrates
 from edgeptm.tasks import carried_val_data, get_task
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = ("fp32", "int8")
-DEFAULT_CALIB_SAMPLES = 100
 CALIB_BATCH = 32  # calibration inputs per observed call (see _calibration_graph)
 DELEGATE = "XnnpackBackend"  # the name the runtime registers the XNNPACK delegate under
 # INT8 gates against eager FP32. On the checkpoint's own validation inputs: top-1 agreement only.
@@ -49,36 +49,17 @@ DELEGATE = "XnnpackBackend"  # the name the runtime registers the XNNPACK delega
 # target) of them, at mean cosine 0.993 for both; there the gate is the mean cosine.
 INT8_MIN_TOP1 = 0.90
 INT8_MIN_MEAN_COSINE = 0.95
-# Activation quantization per task: static scales from calibration for CNNs (every convolution
-# runs INT8 end to end); dynamic per-call scales on the Linear layers for transformers, whose
-# LayerNorm/Softmax/GELU stay FP32 either way (static INT8 would add a requantize around each).
-SCHEMES = {"text-classification": "dynamic", "feature-extraction": "dynamic"}
-INSTALL_HINT = "pip install executorch with a constraint that keeps your torch (e.g. -c constraints.txt)"
 
 
-def import_executorch() -> str:
-    """The installed ExecuTorch version, or a BackendError naming what to install."""
-    try:
-        from executorch.version import __version__
-    except ImportError as exc:
-        raise BackendError(f"ExecuTorch is not available here ({exc}): {INSTALL_HINT}") from None
-    return str(__version__)
-
-
-def calibrates(task: str, precision: str) -> bool:
-    """INT8 with static activation scales (images) calibrates; text scales activations per call."""
-    return precision == "int8" and SCHEMES.get(task, "static") == "static"
-
-
+# Activation quantization per task (SCHEMES): static scales from calibration for CNNs (every
+# convolution runs INT8 end to end); dynamic per-call scales on the Linear layers for transformers,
+# whose LayerNorm/Softmax/GELU stay FP32 either way (static INT8 would add a requantize around each).
 def resolve_precision(options: Any) -> str:
     """--precision beats the profile's compile.precision, which beats fp32."""
     section = options.profile.compile if getattr(options.profile, "compile", None) else None
     precision = pick(options.precision, section and section.precision, "fp32")
     if precision not in PRECISIONS:
-        raise UsageError(
-            f"--precision {precision}: ExecuTorch's XNNPACK target builds {', '.join(PRECISIONS)} "
-            "(bf16 is an OpenVINO precision)"
-        )
+        raise UsageError(f"--precision {precision}: ExecuTorch's XNNPACK target builds {', '.join(PRECISIONS)}")
     return precision
 
 
@@ -338,14 +319,12 @@ def _failed(artifact: Artifact, step: str, exc: Exception) -> ExportError:
 def build(artifact: Artifact, writer: Any, options: Any) -> dict[str, Any]:
     import torch
 
-    from edgeptm.compile import engine_manifest
+    from edgeptm.targets.engine import engine_manifest
     from edgeptm.runtime.predictor import predictor_for
     from edgeptm.runtime.preprocess import preprocessor_for
 
     version = import_executorch()
     precision = resolve_precision(options)
-    if options.device not in (None, "cpu"):
-        raise UsageError(f"--device {options.device}: the ExecuTorch XNNPACK target runs on CPUs only")
     limit = pick(options.calib_samples, None, DEFAULT_CALIB_SAMPLES)
     task = get_task(artifact.task)
     text = "max_length" in artifact.preprocessing
@@ -364,7 +343,7 @@ def build(artifact: Artifact, writer: Any, options: Any) -> dict[str, Any]:
     # Static activation scales need calibration data: refused before any work when there is none.
     calib = calibration_inputs(artifact, limit, options.calib) if calibrates(artifact.task, precision) else None
 
-    from edgeptm.runtime.executorch_backend import quiet_import
+    from edgeptm.targets.executorch.backend import quiet_import
 
     with quiet_import():
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
@@ -448,7 +427,7 @@ def build(artifact: Artifact, writer: Any, options: Any) -> dict[str, Any]:
     manifest["precision"] = precision
     staged = writer.preview("engine", manifest)
 
-    from edgeptm.runtime.executorch_backend import ExecuTorchBackend
+    from edgeptm.targets.executorch.backend import ExecuTorchBackend
 
     with predictor_for(staged, ExecuTorchBackend(staged)) as predictor:
         manifest["validation"], manifest["metrics"] = _validate(

@@ -28,7 +28,7 @@ import numpy as np
 
 from edgeptm.artifacts import Artifact
 from edgeptm.environment import silence_known_warnings
-from edgeptm.errors import BackendError
+from edgeptm.errors import BackendError, RuntimeUnavailable
 
 INSTALL_HINT = "pip install executorch with a constraint that keeps your torch"
 DELEGATE = "XnnpackBackend"
@@ -73,7 +73,7 @@ def _runtime() -> Any:
         with quiet_import():  # "This API is experimental": the public Runtime wraps it
             from executorch.runtime import Runtime
     except ImportError as exc:
-        raise BackendError(f"the ExecuTorch runtime is not available here ({exc}): {INSTALL_HINT}") from None
+        raise RuntimeUnavailable(f"the ExecuTorch runtime is not available here ({exc}): {INSTALL_HINT}") from None
     runtime = Runtime.get()
     if not runtime.backend_registry.is_available(DELEGATE):
         found = ", ".join(runtime.backend_registry.registered_backend_names) or "none"

@@ -104,7 +104,7 @@ class TensorRTBackend:
         trusted = trust.require(artifact, "; ".join(native_code(artifact)))
         import torch
 
-        from edgeptm.compile.tensorrt import _logger, gpu_identity, import_tensorrt
+        from edgeptm.targets.tensorrt._runtime import _logger, gpu_identity, import_tensorrt
 
         trt = import_tensorrt()
         gpu = gpu_identity()

@@ -36,7 +36,7 @@ def _rebuild_command(artifact: Artifact, info: dict[str, Any]) -> str:
 
 class OpenVinoBackend:
     def __init__(self, artifact: Artifact, threads: int | None = None, core: Any = None) -> None:
-        from edgeptm.compile.openvino import import_openvino, openvino_version
+        from edgeptm.targets.openvino._runtime import import_openvino, openvino_version
 
         ov = import_openvino()
         info = artifact.manifest.get("compile") or {}

@@ -31,12 +31,12 @@ import time
 from typing import Any
 
 from edgeptm.artifacts import Artifact
-from edgeptm.errors import BackendError, ExportError, UsageError
+from edgeptm.errors import ExportError, UsageError
+from edgeptm.targets.openvino._runtime import import_openvino, openvino_version
+from edgeptm.targets.openvino import DEFAULT_CALIB_SAMPLES, PRECISIONS
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = ("fp32", "bf16", "int8")
-DEFAULT_CALIB_SAMPLES = 300  # NNCF's own default subset size; 100 gives the same MiniLM accuracy here
 # The precision OpenVINO is told to run the non-INT8 layers in. int8: f32 around the INT8 layers;
 # bf16 there was no faster here (MiniLM INT8 static, seq 64 and 128, interleaved: within 3%) and
 # rounds LayerNorm, softmax and the residual sums to 8 mantissa bits.
@@ -58,22 +58,6 @@ GATES = {
 # agrees with FP32 on 83% of them (1,000 ImageNet classes, low-confidence logits), NNCF's on 73%.
 # The gate then only catches a broken engine, and says so in the manifest.
 STAND_IN_MIN_TOP1 = {"fp32": 0.98, "bf16": 0.80, "int8": 0.50}
-INSTALL_HINT = "pip install openvino nncf (edgeptm installs both)"
-
-
-def import_openvino() -> Any:
-    """The ``openvino`` module, or a BackendError naming what to install."""
-    try:
-        import openvino
-    except ImportError as exc:
-        raise BackendError(f"OpenVINO is not available here ({exc}): {INSTALL_HINT}") from None
-    return openvino
-
-
-def openvino_version() -> str:
-    """``2026.4.1`` (the build suffix dropped)."""
-    ov = import_openvino()
-    return ov.get_version().split("-")[0]
 
 
 def cpu_supports_bf16(core: Any) -> bool:
@@ -84,7 +68,7 @@ def cpu_supports_bf16(core: Any) -> bool:
 def check_convertible(info: dict[str, Any], where: str, asked: str | None) -> None:
     """Refuse graphs OpenVINO cannot (or should not) take, saying what to export or compile instead.
 
-    ``info`` is ``tensorrt.graph_precision`` of the ONNX graph; ``asked`` the precision asked for
+    ``info`` is ``graph_precision`` of the ONNX graph; ``asked`` the precision asked for
     explicitly (None: from the profile or the default)."""
     if info["onnxruntime_ops"]:
         raise UsageError(
@@ -229,9 +213,8 @@ def quantize_int8(model: Any, feeds: list[dict[str, Any]], text: bool) -> tuple[
 def build(artifact: Artifact, writer: Any, options: Any) -> dict[str, Any]:
     import onnx
 
-    from edgeptm.compile import engine_manifest, validate_against_onnxruntime
     from edgeptm.compile.shapes import shape_ranges
-    from edgeptm.compile.tensorrt import graph_precision
+    from edgeptm.targets.engine import engine_manifest, graph_precision, validate_against_onnxruntime
     from edgeptm.profiles import pick
     from edgeptm.quantization import check_accuracy_drop
     from edgeptm.tasks import carried_val_data, get_task
@@ -311,7 +294,7 @@ def build(artifact: Artifact, writer: Any, options: Any) -> dict[str, Any]:
         manifest["precision"] = precision
     staged = writer.preview("engine", manifest)
 
-    from edgeptm.runtime.openvino_backend import OpenVinoBackend
+    from edgeptm.targets.openvino.backend import OpenVinoBackend
 
     backend = OpenVinoBackend(staged, core=core)
     # What the plugin runs, read back from the compiled model (the hint is a request, not a promise).

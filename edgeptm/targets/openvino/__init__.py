@@ -1,0 +1,68 @@
+"""OpenVINO: an IR (fp32, bf16, or INT8 by NNCF or from Q/DQ) from an ONNX artifact for OpenVINO's
+CPU plugin (``build.py``), run by ``backend.py``. This module is the descriptor the registry reads."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from edgeptm.targets.common import Target
+
+
+PRECISIONS = ("fp32", "bf16", "int8")
+DEFAULT_CALIB_SAMPLES = 300  # NNCF's own default subset size; 100 gives the same MiniLM accuracy here
+_PRECISION_WORDS = {
+    "fp32": "FP32 IR (OpenVINO runs f32)",
+    "bf16": "bf16 inference hint: weights stay FP32 in the IR, the CPU computes in bf16 where it has "
+    "AVX512_BF16 or AMX (slower than FP32 without AMX)",
+    "int8": "NNCF post-training INT8 in 'compile', calibrated on {samples} samples of the checkpoint's training "
+    "sample (text: the transformer scheme with SmoothQuant; images: per-tensor activation ranges)",
+}
+
+
+def check_runtime(options: Any) -> None:
+    from edgeptm.targets.openvino._runtime import import_openvino
+
+    import_openvino()
+
+
+def explain(profile: Any) -> dict[str, list[str]]:
+    samples = profile.quantize.calibration_samples or DEFAULT_CALIB_SAMPLES  # NNCF takes the profile's
+    return {
+        "runtime": [
+            "runtime: OpenVINO: 'compile' converts the plain ONNX export into an IR (model.xml + model.bin) for "
+            "its CPU plugin, which fuses and specialises kernels on its own; the IR runs on any x86-64 machine "
+            "with OpenVINO"
+        ],
+        "precision": [f"precision: {_PRECISION_WORDS[profile.compile.precision or 'fp32'].format(samples=samples)}"],
+    }
+
+
+def summary(info: dict[str, Any]) -> tuple[str, str]:
+    shapes = "static shapes" if info.get("static_shapes") else "dynamic shapes"
+    return (
+        f"OpenVINO {info['openvino']}, {info['precision']} running {info.get('inference_precision')}, {shapes}",
+        "ONNX Runtime",
+    )
+
+
+TARGET = Target(
+    name="openvino",
+    title="OpenVINO",
+    compiles_from="onnx",
+    accepts="an ONNX artifact",
+    build="edgeptm.targets.openvino.build:build",
+    backend="edgeptm.targets.openvino.backend:OpenVinoBackend",
+    summary=summary,
+    explain=explain,
+    help=(
+        "--target openvino: SOURCE is an ONNX artifact; an OpenVINO IR in fp32, bf16 or int8 (NNCF, or the "
+        "Q/DQ graph as it is), static when the shapes are fixed, checked against ONNX Runtime."
+    ),
+    precisions=PRECISIONS,
+    calibrates=lambda task, precision: precision == "int8",
+    default_calib_samples=DEFAULT_CALIB_SAMPLES,
+    build_from="export",  # NNCF quantizes the FP32 export itself
+    check_runtime=check_runtime,
+    packages=("openvino", "nncf"),
+    install="openvino",
+)
