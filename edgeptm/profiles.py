@@ -295,7 +295,7 @@ def _check_targets(profile: Profile, path: Path) -> None:
     target = targets.find(section.target)
     if section.precision is not None and (target is None or not target.precisions):
         takes = " or ".join(t.name for t in targets.TARGETS.values() if t.precisions)
-        why = f": {target.no_precision} (set quantize.mode)" if target is not None and target.no_precision else ""
+        why = f": {target.no_precision}" if target is not None and target.no_precision else ""
         raise ProfileError(f"{path}: compile.precision is for compile.target {takes}, not {section.target}{why}")
     for candidate in targets.TARGETS.values():
         problem = candidate.check_profile(profile)

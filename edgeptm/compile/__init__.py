@@ -99,7 +99,7 @@ def _refuse_unowned(target: Target, options: CompileOptions) -> None:
     quantizing = [t.name for t in targets.TARGETS.values() if t.precisions]
     calibrating = [t.name for t in targets.TARGETS.values() if t.default_calib_samples is not None]
     owners = {
-        "precision": (quantizing, target.no_precision and f"{target.no_precision} (quantize or export it first)"),
+        "precision": (quantizing, target.no_precision),
         "calib": (calibrating, target.no_calib),
         "calib_samples": (calibrating, target.no_calib),
         "max_accuracy_drop": (quantizing, ""),

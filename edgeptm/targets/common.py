@@ -109,7 +109,7 @@ class Target:
     ``native_code`` are ``module:attribute`` strings, imported only when used."""
 
     name: str  # the CLI's, profiles' and manifests' name: --target NAME, compile.target: NAME
-    title: str  # in words: "TensorRT"
+    title: str  # the runtime in words, as users know it
     compiles_from: str  # the artifact kind it reads: "onnx" | "checkpoint"
     accepts: str  # what that is, in words, for the refusal
     build: str  # "module:function": (artifact, writer, CompileOptions) -> manifest

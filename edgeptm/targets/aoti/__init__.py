@@ -10,7 +10,6 @@ from edgeptm.errors import RuntimeUnavailable
 from edgeptm.targets.common import Target, TargetOptions, option
 
 
-
 @dataclass(frozen=True)
 class AotiOptions(TargetOptions):
     device: str = option("cpu", "where the package runs: cpu or cuda", choices=("cpu", "cuda"))
@@ -50,6 +49,7 @@ TARGET = Target(
         "checked against eager PyTorch; loads with the same torch version."
     ),
     options=AotiOptions,
+    no_precision="AOTInductor compiles the checkpoint's FP32 weights as they are",
     build_from="checkpoint",
     check_runtime=check_runtime,
     install="torch",

@@ -177,7 +177,9 @@ TARGET = Target(
         "'edgeptm[tensorrt]'."
     ),
     options=TensorRTOptions,
-    no_precision="TensorRT builds the precision of the graph",
+    no_precision=(
+        "TensorRT builds the precision of the ONNX graph it is given (quantize it first; in a profile: quantize.mode)"
+    ),
     no_calib="TensorRT builds the Q/DQ graph that 'quantize --mode static-int8 --calib PATH' writes",
     build_from="quantize",
     check_runtime=check_runtime,
