@@ -13,7 +13,7 @@ from typing import Any
 from edgeptm.errors import UsageError
 from edgeptm.targets.common import OptionError, Target, TargetOptions
 
-_PACKAGES = ("tensorrt", "aoti", "openvino", "executorch")
+_PACKAGES = ("tensorrt", "aoti", "openvino", "executorch", "ort_mobile")
 
 
 def _load() -> dict[str, Target]:
