@@ -91,6 +91,13 @@ class Artifact:
         return self.manifest.get("preprocessing") or {}
 
     @property
+    def view(self) -> Any:
+        """The manifest, typed (``edgeptm.view.ManifestView``): io, preprocessing and its kind, precision, runtime."""
+        from edgeptm.view import view_of
+
+        return view_of(self.manifest)
+
+    @property
     def manifest_sha256(self) -> str:
         return sha256_file(self.path / MANIFEST_NAME)
 

@@ -208,7 +208,7 @@ def _bench(variants: list[tuple[str, Artifact]], profile: Profile, options: Buil
     # (a static IR compiled at that length takes nothing longer, and the predictor cuts texts to it): the
     # export's length (--max-length, else the checkpoint's). The checkpoint itself runs any length.
     built = [a for _, a in variants if a.kind != "checkpoint"] or [variants[0][1]]
-    served = [int(a.preprocessing["max_length"]) for a in built if "max_length" in a.preprocessing]
+    served = [a.view.preprocessing.max_length for a in built if a.view.text]
     longest = min(served) if served else None
     seq_len = min(profile.bench.seq_len, int(longest)) if longest and profile.bench.seq_len else None
     settings = BenchOptions(profile=profile, duration=options.duration, seq_len=seq_len)

@@ -114,7 +114,7 @@ def _applies(artifact: Any, point: dict[str, Any], settings: dict[str, Any]) -> 
     length for an image model, an ONNX Runtime provider for a PyTorch checkpoint) are not
     repeated: the artifact runs at their first value only."""
     sweep = settings["sweep"]
-    text = "max_length" in artifact.preprocessing
+    text = artifact.view.text
     if not text and point["seq_len"] != sweep["seq_len"][0]:
         return False
     if text and point["image_size"] != sweep["image_size"][0]:
@@ -125,9 +125,9 @@ def _applies(artifact: Any, point: dict[str, Any], settings: dict[str, Any]) -> 
 def _static_shape_reason(artifact: Any, point: dict[str, Any]) -> str | None:
     """An image size an exported graph cannot take (its height and width are fixed)."""
     size = point["image_size"]
-    if size is None or artifact.kind == "checkpoint" or "max_length" in artifact.preprocessing:
+    if size is None or artifact.kind == "checkpoint" or artifact.view.text:
         return None
-    dims = artifact.manifest["io"]["inputs"][0]["shape"]
+    dims = artifact.view.inputs[0].shape
     if all(isinstance(d, int) for d in dims[2:]) and tuple(dims[2:]) != (size, size):
         return (
             f"the graph's input is fixed at {dims[2]}x{dims[3]}; for {size}x{size} fine-tune or export at that "
@@ -181,7 +181,7 @@ def bench(paths: list[str | Path], options: BenchOptions | None = None) -> dict[
 
 def _row(artifact: Any, point: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
     manifest = artifact.manifest
-    text = "max_length" in artifact.preprocessing
+    text = artifact.view.text
     return {
         "artifact": str(artifact.path),
         "variant": artifact.path.name,

@@ -106,7 +106,7 @@ def open_backend(
         raise BackendError(f"execution provider '{provider}' is for ONNX Runtime; backend '{name}' has none")
     extra = {"provider": provider} if provider is not None else {}
     backend = getattr(module, class_name)(artifact, threads=threads, **extra)
-    declared = [i["name"] for i in artifact.manifest["io"]["inputs"]]
+    declared = artifact.view.input_names
     if sorted(backend.input_names) != sorted(declared):  # the manifest describes another model
         backend.close()
         raise BackendError(

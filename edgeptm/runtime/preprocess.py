@@ -37,7 +37,7 @@ class TextPreprocessor:
         from edgeptm.runtime.tokenizer import load_text_tokenizer
 
         self.artifact = artifact
-        self.input_names = [i["name"] for i in artifact.manifest["io"]["inputs"]]
+        self.input_names = artifact.view.input_names
         self.max_length = int(artifact.preprocessing["max_length"])
         self.tokenizer = load_text_tokenizer(artifact.path / artifact.preprocessing["tokenizer"])
 
@@ -76,8 +76,8 @@ class ImagePreprocessor:
         from edgeptm.data.images import ImagePreprocessing
 
         self.artifact = artifact
-        self.input_names = [i["name"] for i in artifact.manifest["io"]["inputs"]]
-        self.dtype = np.dtype(artifact.manifest["io"]["inputs"][0]["dtype"])  # float16 for --fp16-io graphs
+        self.input_names = artifact.view.input_names
+        self.dtype = np.dtype(artifact.view.inputs[0].dtype)  # float16 for --fp16-io graphs
         record = {k: v for k, v in artifact.preprocessing.items() if k != "type"}
         self.prep = ImagePreprocessing.from_record(record)
 

@@ -18,7 +18,7 @@ class TorchBackend:
             torch.set_num_threads(threads)
         self.model = get_task(artifact.task).torch_model(artifact)
         self.settings = {"torch": torch.__version__, "intra_op_threads": torch.get_num_threads(), "mode": "eager"}
-        self.input_names = [i["name"] for i in artifact.manifest["io"]["inputs"]]
+        self.input_names = artifact.view.input_names
         self.output_names = [o["name"] for o in artifact.manifest["io"]["outputs"]]
 
     @torch.inference_mode()

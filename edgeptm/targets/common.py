@@ -133,6 +133,8 @@ class Target:
     native_code: str | None = None  # "module:function": what native code loading an engine maps (trust)
     packages: tuple[str, ...] = ()  # distributions the environment record and reports list
     install: str = ""  # what to pip install when its backend cannot import
+    # compile record -> the flags (beyond --target) that rebuild the engine when no profile made it
+    rebuild_flags: Callable[[dict[str, Any]], str] = lambda info: ""
 
     def load(self, which: str) -> Any:
         """The build function, the backend class or the native-code lister, imported now."""

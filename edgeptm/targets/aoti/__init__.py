@@ -53,4 +53,5 @@ TARGET = Target(
     build_from="checkpoint",
     check_runtime=check_runtime,
     install="torch",
+    rebuild_flags=lambda info: " --device cuda" if info.get("device") == "cuda" else "",
 )

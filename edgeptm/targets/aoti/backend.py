@@ -16,6 +16,7 @@ import torch
 from edgeptm import trust
 from edgeptm.artifacts import Artifact
 from edgeptm.errors import BackendError
+from edgeptm.runtime.engine import EngineBackend
 
 
 def check_compatible(artifact: Artifact) -> dict:
@@ -55,7 +56,20 @@ def native_code(artifact: Artifact) -> list[str]:
     return [f"AOTInductor shared library ({where})"]
 
 
-class AotiBackend:
+def _ranges(artifact: Artifact, bounds: dict) -> dict[str, dict[str, list[int]]]:
+    """Per input, the min/max shape: fixed axes as they are, dynamic ones within their compiled bounds."""
+    ranges = {}
+    for entry in artifact.manifest["io"]["inputs"]:
+        axes = (bounds.get(entry["name"]) or {}) if isinstance(bounds, dict) else {}
+        low = [a if isinstance(a, int) else int(axes.get(a, [1, 2**31])[0]) for a in entry["shape"]]
+        high = [a if isinstance(a, int) else int(axes.get(a, [1, 2**31])[1]) for a in entry["shape"]]
+        ranges[entry["name"]] = {"min": low, "max": high}
+    return ranges
+
+
+class AotiBackend(EngineBackend):
+    what = "AOTInductor package"
+
     def __init__(self, artifact: Artifact, threads: int | None = None) -> None:
         # Before anything of the package is read: its shared library runs code when it is loaded.
         trust.require(artifact, "; ".join(native_code(artifact)))
@@ -65,13 +79,8 @@ class AotiBackend:
         self.threads = threads
         if threads:
             torch.set_num_threads(threads)
-        self.bounds = info.get("dynamic_shapes") or {}
-        # The largest batch every input accepts: the Predictor splits bigger requests to fit.
-        self.max_batch = min((b.get("batch", [1, 2**31])[1] for b in self.bounds.values()), default=None)
-        sequences = [b["sequence"] for b in self.bounds.values() if "sequence" in b]
-        self.sequence_bounds = (max(s[0] for s in sequences), min(s[1] for s in sequences)) if sequences else None
-        self.input_names = [i["name"] for i in artifact.manifest["io"]["inputs"]]
-        self.output_names = [o["name"] for o in artifact.manifest["io"]["outputs"]]
+        # The batch and sequence bounds it was compiled for: the Predictor fits requests to them.
+        self.init_engine(artifact, _ranges(artifact, info.get("dynamic_shapes") or {}))
         logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)  # "No CUDA runtime" on CPU builds
         try:
             self.model = torch._inductor.aoti_load_package(str(artifact.file("model")))
@@ -80,22 +89,9 @@ class AotiBackend:
                 f"{artifact.path}: cannot load the AOTInductor package ({str(exc).splitlines()[0]})"
             ) from None
 
-    def _check(self, name: str, shape: tuple[int, ...]) -> None:
-        for axis, (low, high) in zip(range(len(shape)), (self.bounds.get(name) or {}).values()):
-            if not low <= shape[axis] <= high:
-                which = ("batch", "sequence")[axis]
-                raise BackendError(
-                    f"input '{name}': {which} {shape[axis]} is outside the {low}..{high} this package was compiled "
-                    f"for; recompile with a larger --max-{'batch' if axis == 0 else 'seq-len'}"
-                )
-
     @torch.inference_mode()
     def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        args = []
-        for name in self.input_names:
-            array = np.ascontiguousarray(feed[name])
-            self._check(name, array.shape)
-            args.append(torch.from_numpy(array).to(self.device))
+        args = [torch.from_numpy(array).to(self.device) for array in self.engine_feed(feed)]
         out = self.model(*args)
         out = out[0] if isinstance(out, (list, tuple)) else out
         return {self.output_names[0]: out.cpu().numpy()}

@@ -72,7 +72,7 @@ def build(artifact: Artifact, writer: Any, options: Any) -> dict[str, Any]:
     task = get_task(artifact.task)
     model = task.torch_model(artifact).to(device)
     preprocessor = preprocessor_for(artifact)
-    names = [i["name"] for i in artifact.manifest["io"]["inputs"]]
+    names = artifact.view.input_names
     shapes, bounds = _dynamic_shapes(artifact, options)
     val = carried_val_data(task, artifact)
     samples = val.inputs if val is not None else preprocessor.sample_inputs(options.validation_samples)

@@ -92,4 +92,5 @@ TARGET = Target(
     check_profile=check_profile,
     packages=("executorch", "torchao"),
     install="executorch",
+    rebuild_flags=lambda info: f" --precision {info.get('precision', 'fp32')}",
 )

@@ -29,6 +29,7 @@ import numpy as np
 from edgeptm.artifacts import Artifact
 from edgeptm.environment import silence_known_warnings
 from edgeptm.errors import BackendError, RuntimeUnavailable
+from edgeptm.runtime.engine import EngineBackend
 
 INSTALL_HINT = "pip install executorch with a constraint that keeps your torch"
 DELEGATE = "XnnpackBackend"
@@ -99,27 +100,18 @@ def thread_count() -> int:
         return int(portable_lib._threadpool_get_thread_count())
 
 
-class ExecuTorchBackend:
+class ExecuTorchBackend(EngineBackend):
+    what = "ExecuTorch program"
+
     def __init__(self, artifact: Artifact, threads: int | None = None) -> None:
         info = artifact.manifest.get("compile") or {}
         self.path = artifact.path
         self.precision = info.get("precision", "fp32")
         self.name = f"executorch-xnnpack-{self.precision}"
-        self.input_names = [i["name"] for i in artifact.manifest["io"]["inputs"]]
-        self.output_names = [o["name"] for o in artifact.manifest["io"]["outputs"]]
-        self.shapes: dict[str, dict[str, list[int]]] = info.get("shapes") or {}
         self.static = bool(info.get("static_shapes", True))
-        parent = (artifact.manifest.get("parents") or [{}])[0].get("path", "CHECKPOINT")
-        self.rebuild = f"edgeptm compile {parent} --target executorch --precision {self.precision} --out DIR"
-        axes = artifact.manifest["io"]["inputs"][0]["shape"]
-        first = self.shapes.get(self.input_names[0])
         # The largest batch per call, so the Predictor splits bigger requests; texts are cut/padded
         # to the program's sequence range.
-        self.max_batch = first["max"][0] if first else None
-        self.sequence_bounds = None
-        if first and "sequence" in axes:
-            i = axes.index("sequence")
-            self.sequence_bounds = (first["min"][i], first["max"][i])
+        self.init_engine(artifact, info.get("shapes") or {})
         runtime = _runtime()
         self.threads = set_threads(threads) if threads else thread_count()
         self.settings = {"delegate": "XNNPACK", "threadpool_threads": self.threads, "precision": self.precision}
@@ -136,19 +128,14 @@ class ExecuTorchBackend:
             ) from None
         self._program = program  # the method's memory lives as long as its program
 
-    def _check(self, name: str, shape: tuple[int, ...]) -> None:
-        bounds = self.shapes.get(name)
-        if bounds is None:
-            return
-        low, high = bounds["min"], bounds["max"]
-        if len(shape) == len(low) and all(lo <= s <= hi for s, lo, hi in zip(shape, low, high)):
-            return
+    def shape_problem(self, name: str, shape: tuple[int, ...], low: list[int], high: list[int]) -> str:
+        """XNNPACK plans memory for the shapes a program is built for: say so, and how to build another."""
         got = "x".join(map(str, shape))
         if low == high:
             built = f"is static at {'x'.join(map(str, low))}"
         else:
             built = "takes " + "x".join(f"{lo}..{hi}" if lo != hi else str(lo) for lo, hi in zip(low, high))
-        raise BackendError(
+        return (
             f"{self.path}: input '{name}' has shape {got}; this ExecuTorch program {built} (XNNPACK programs "
             f"are planned for the shapes they are built for); build one for this shape, e.g. a batch range with "
             f"--max-batch N or any shape with --shapes {name}:MIN,OPT,MAX: {self.rebuild}"
@@ -157,12 +144,7 @@ class ExecuTorchBackend:
     def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         import torch
 
-        args = []
-        for name in self.input_names:
-            array = np.ascontiguousarray(feed[name])
-            self._check(name, array.shape)
-            args.append(torch.from_numpy(array))
-        out = self.method.execute(args)
+        out = self.method.execute([torch.from_numpy(array) for array in self.engine_feed(feed)])
         return {self.output_names[0]: out[0].numpy()}
 
     def close(self) -> None:

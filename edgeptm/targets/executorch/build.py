@@ -327,8 +327,8 @@ def build(artifact: Artifact, writer: Any, options: Any) -> dict[str, Any]:
     precision = resolve_precision(options)
     limit = pick(options.calib_samples, None, DEFAULT_CALIB_SAMPLES)
     task = get_task(artifact.task)
-    text = "max_length" in artifact.preprocessing
-    names = [i["name"] for i in artifact.manifest["io"]["inputs"]]
+    text = artifact.view.text
+    names = artifact.view.input_names
     plans = program_shapes(artifact, options)
     scheme = SCHEMES.get(artifact.task, "static")
     if (options.calib or options.calib_samples is not None) and not calibrates(artifact.task, precision):

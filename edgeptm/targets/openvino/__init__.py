@@ -65,4 +65,5 @@ TARGET = Target(
     check_runtime=check_runtime,
     packages=("openvino", "nncf"),
     install="openvino",
+    rebuild_flags=lambda info: f" --precision {info['precision_asked']}" if info.get("precision_asked") else "",
 )

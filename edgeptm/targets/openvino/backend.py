@@ -20,21 +20,15 @@ import numpy as np
 
 from edgeptm.artifacts import Artifact
 from edgeptm.errors import BackendError
+from edgeptm.runtime.engine import EngineBackend
 
 log = logging.getLogger(__name__)
 _PRECISION_NAMES = {"f32": "fp32", "bf16": "bf16", "f16": "fp16"}
 
 
-def _rebuild_command(artifact: Artifact, info: dict[str, Any]) -> str:
-    """The command that builds this IR again from its parent (on this machine's OpenVINO)."""
-    parent = (artifact.manifest.get("parents") or [{}])[0].get("path", "ONNX_ARTIFACT")
-    profile = (artifact.manifest.get("profile") or {}).get("name")
-    asked = info.get("precision_asked")
-    options = f" --profile {profile}" if profile else f" --target openvino{f' --precision {asked}' if asked else ''}"
-    return f"edgeptm compile {parent}{options} --out DIR"
+class OpenVinoBackend(EngineBackend):
+    what = "OpenVINO IR"
 
-
-class OpenVinoBackend:
     def __init__(self, artifact: Artifact, threads: int | None = None, core: Any = None) -> None:
         from edgeptm.targets.openvino._runtime import import_openvino, openvino_version
 
@@ -44,10 +38,9 @@ class OpenVinoBackend:
             raise BackendError(f"{artifact.path}: not an OpenVINO IR (compile target {info.get('target')!r})")
         self.artifact = artifact
         self.threads = threads
-        self.input_names = [i["name"] for i in artifact.manifest["io"]["inputs"]]
-        self.output_names = [o["name"] for o in artifact.manifest["io"]["outputs"]]
-        self.ranges: dict[str, dict[str, list[int]]] = info.get("shapes") or {}
         self.static = bool(info.get("static_shapes"))
+        # Inputs, their ranges, the batch and sequence limits the Predictor fits requests to.
+        self.init_engine(artifact, info.get("shapes") or {})
         hint = info.get("inference_precision_hint", "f32")
         config: dict[str, Any] = {
             "PERFORMANCE_HINT": "LATENCY",
@@ -57,7 +50,6 @@ class OpenVinoBackend:
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads
         core = core or ov.Core()
-        self.rebuild = _rebuild_command(artifact, info)
         try:
             model = core.read_model(str(artifact.file("model")), str(artifact.file("weights")))
             self.compiled = core.compile_model(model, "CPU", config)
@@ -86,44 +78,18 @@ class OpenVinoBackend:
         runs = "int8" if precision.startswith("int8") else _PRECISION_NAMES.get(self.inference_precision, "fp32")
         self.name = f"openvino-{runs}"
         self._outputs = [self.compiled.output(name) for name in self.output_names]
-        # The largest batch every input accepts, and the sequence lengths: the Predictor fits requests to them.
-        batches = [r["max"][0] for r in self.ranges.values()]
-        self.max_batch = min(batches) if batches else None
-        text = "max_length" in artifact.preprocessing
-        sequences = [(r["min"][1], r["max"][1]) for r in self.ranges.values() if text and len(r["min"]) > 1]
-        self.sequence_bounds = (max(s[0] for s in sequences), min(s[1] for s in sequences)) if sequences else None
 
-    def _fit(self, name: str, array: np.ndarray) -> np.ndarray:
-        """The array as the IR takes it: checked against its shape range; a short batch padded on a static IR."""
+    def fit(self, name: str, array: np.ndarray) -> np.ndarray:
+        """A short batch on a static IR is padded (samples are independent: ``run`` cuts after)."""
         r = self.ranges.get(name)
-        if r is None:
-            return array
         shape = list(array.shape)
-        if self.static and len(shape) == len(r["min"]) and shape[1:] == r["min"][1:] and shape[0] < r["min"][0]:
-            pad = np.repeat(array[-1:], r["min"][0] - shape[0], axis=0)  # samples are independent: cut after
-            return np.concatenate([array, pad])
-        if len(shape) == len(r["min"]) and all(lo <= s <= hi for s, lo, hi in zip(shape, r["min"], r["max"])):
-            return array
-        if self.static:
-            fixed = "x".join(map(str, r["min"]))
-            raise BackendError(
-                f"input '{name}': shape {'x'.join(map(str, shape))}, but this OpenVINO IR was compiled for the static "
-                f"shape {fixed}; feed that shape (the Predictor pads and splits to it), or rebuild with other --shapes "
-                f"(or none, for dynamic shapes): {self.rebuild}"
-            )
-        bounds = ", ".join(f"{lo}..{hi}" for lo, hi in zip(r["min"], r["max"]))
-        raise BackendError(
-            f"input '{name}': shape {'x'.join(map(str, shape))} is outside the {bounds} this OpenVINO IR was compiled "
-            f"for; rebuild with a larger --max-batch/--max-seq-len or --shapes: {self.rebuild}"
-        )
+        if self.static and r and len(shape) == len(r["min"]) and shape[1:] == r["min"][1:] and shape[0] < r["min"][0]:
+            return np.concatenate([array, np.repeat(array[-1:], r["min"][0] - shape[0], axis=0)])
+        return array
 
     def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        batch = None
-        inputs = {}
-        for name in self.input_names:
-            array = np.ascontiguousarray(feed[name])
-            batch = array.shape[0] if batch is None else batch
-            inputs[name] = self._fit(name, array)
+        batch = np.shape(feed[self.input_names[0]])[0] if self.input_names and self.input_names[0] in feed else None
+        inputs = dict(zip(self.input_names, self.engine_feed(feed)))
         result = self.request.infer(inputs, share_inputs=True)
         return {name: result[port][:batch] for name, port in zip(self.output_names, self._outputs)}
 

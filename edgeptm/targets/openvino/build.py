@@ -145,7 +145,7 @@ def calibration_feeds(
     preprocessor = preprocessor_for(artifact)
     opt = next(iter(ranges.values()))["opt"]
     batch = opt[0]
-    text = "max_length" in artifact.preprocessing
+    text = artifact.view.text
     seq_len = opt[1] if text else None
     feeds = []
     for start in range(0, len(inputs), batch):
@@ -279,7 +279,7 @@ def build(artifact: Artifact, writer: Any, options: Any) -> dict[str, Any]:
         "convert_seconds": round(convert_seconds, 1),
     }
     if feeds is not None:
-        model, quantization = quantize_int8(model, feeds, "max_length" in artifact.preprocessing)
+        model, quantization = quantize_int8(model, feeds, artifact.view.text)
         record["nncf"] = quantization.pop("nncf")
         record["calibration"] = {**calibration, **quantization}
     xml = writer.add("model", "model.xml")

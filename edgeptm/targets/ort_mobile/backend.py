@@ -10,9 +10,12 @@ import numpy as np
 
 from edgeptm.artifacts import Artifact
 from edgeptm.errors import BackendError
+from edgeptm.runtime.engine import EngineBackend
 
 
-class OrtMobileBackend:
+class OrtMobileBackend(EngineBackend):
+    what = "ORT format model"
+
     def __init__(self, artifact: Artifact, threads: int | None = None) -> None:
         import onnxruntime as ort
 
@@ -35,6 +38,7 @@ class OrtMobileBackend:
             ) from None
         self.threads = threads
         self.name = f"onnxruntime-mobile-{info.get('platform', 'arm')}"
+        self.init_engine(artifact, None)  # the ORT format keeps the graph's dynamic axes: no ranges to check
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_names = [o.name for o in self.session.get_outputs()]
         self.settings: dict[str, Any] = {
@@ -45,7 +49,7 @@ class OrtMobileBackend:
         }
 
     def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        outputs = self.session.run(self.output_names, {k: feed[k] for k in self.input_names})
+        outputs = self.session.run(self.output_names, dict(zip(self.input_names, self.engine_feed(feed))))
         return dict(zip(self.output_names, outputs))
 
     def close(self) -> None:

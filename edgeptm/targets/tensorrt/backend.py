@@ -19,6 +19,7 @@ import numpy as np
 from edgeptm import trust
 from edgeptm.artifacts import Artifact
 from edgeptm.errors import BackendError
+from edgeptm.runtime.engine import EngineBackend, rebuild_command
 
 log = logging.getLogger(__name__)
 
@@ -30,17 +31,6 @@ def _version_tuple(version: str) -> tuple[int, ...]:
 def _cc(value: str) -> tuple[int, int]:
     high, _, low = str(value).partition(".")
     return int(high), int(low or 0)
-
-
-def rebuild_command(artifact: Artifact) -> str:
-    info = artifact.manifest.get("compile") or {}
-    parent = (artifact.manifest.get("parents") or [{}])[0].get("path", "ONNX_ARTIFACT")
-    profile = (artifact.manifest.get("profile") or {}).get("name")
-    return (
-        f"edgeptm compile {parent} --target tensorrt"
-        + (f" --profile {profile}" if profile else "")
-        + (" --out DIR" if info else "")
-    )
 
 
 def check_compatible(artifact: Artifact, tensorrt_version: str, gpu: dict[str, Any]) -> None:
@@ -98,7 +88,9 @@ def native_code(artifact: Artifact) -> list[str]:
     return [what]
 
 
-class TensorRTBackend:
+class TensorRTBackend(EngineBackend):
+    what = "engine"
+
     def __init__(self, artifact: Artifact, threads: int | None = None, cuda_graph: bool | None = None) -> None:
         # Before TensorRT reads a byte of the plan: it may carry host code.
         trusted = trust.require(artifact, "; ".join(native_code(artifact)))
@@ -125,36 +117,28 @@ class TensorRTBackend:
         self.stream = torch.cuda.Stream()
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         is_input = {n: self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT for n in names}
-        self.input_names = [n for n in names if is_input[n]]
-        self.output_names = [n for n in names if not is_input[n]]
         self.dtypes = {n: _torch_dtype(trt, self.engine.get_tensor_dtype(n)) for n in names}
-        self.bounds = {  # (min, opt, max) of profile 0
-            n: tuple(tuple(s) for s in self.engine.get_tensor_profile_shape(n, 0)) for n in self.input_names
+        profile = {  # (min, opt, max) of optimization profile 0, read from the engine itself
+            n: [list(s) for s in self.engine.get_tensor_profile_shape(n, 0)] for n in names if is_input[n]
         }
-        self.max_batch = min(b[2][0] for b in self.bounds.values())
-        text = "max_length" in artifact.preprocessing
-        self.sequence_bounds = (
-            (max(b[0][1] for b in self.bounds.values()), min(b[2][1] for b in self.bounds.values())) if text else None
-        )
+        self.init_engine(artifact, {n: {"min": p[0], "max": p[2]} for n, p in profile.items()})
+        self.input_names = [n for n in names if is_input[n]]  # the engine's binding order
+        self.output_names = [n for n in names if not is_input[n]]
         self.use_graph = info.get("cuda_graph", False) if cuda_graph is None else cuda_graph
         self.name = "tensorrt-cudagraph" if self.use_graph else "tensorrt"
         self._graph: tuple[tuple, Any, dict[str, Any], dict[str, Any]] | None = None
 
-    def _check(self, name: str, shape: tuple[int, ...]) -> None:
-        low, _, high = self.bounds[name]
-        if len(shape) != len(low) or any(not lo <= s <= hi for s, lo, hi in zip(shape, low, high)):
-            show = lambda s: "x".join(map(str, s))  # noqa: E731
-            raise BackendError(
-                f"input '{name}': shape {show(shape)} is outside the engine's optimization profile "
-                f"{show(low)} .. {show(high)}; rebuild with wider --shapes (or --max-batch/--max-seq-len)"
-            )
+    def shape_problem(self, name: str, shape: tuple[int, ...], low: list[int], high: list[int]) -> str:
+        show = lambda s: "x".join(map(str, s))  # noqa: E731
+        return (
+            f"input '{name}': shape {show(shape)} is outside the engine's optimization profile "
+            f"{show(low)} .. {show(high)}; rebuild with wider --shapes (or --max-batch/--max-seq-len): {self.rebuild}"
+        )
 
     def _bind(self, feed: dict[str, np.ndarray]) -> tuple[dict[str, Any], dict[str, Any]]:
         torch = self._torch
         inputs = {}
-        for name in self.input_names:
-            array = np.ascontiguousarray(feed[name])
-            self._check(name, array.shape)
+        for name, array in zip(self.input_names, self.engine_feed(feed)):
             tensor = torch.from_numpy(array).to("cuda", dtype=self.dtypes[name], non_blocking=False)
             if not self.context.set_input_shape(name, tuple(array.shape)):
                 raise BackendError(f"input '{name}': TensorRT refused shape {array.shape}")
