@@ -144,3 +144,21 @@ def test_build_skips_only_a_missing_runtime_and_fails_a_broken_engine(tiny_int8,
 
     skipped = Stage("compile (tensorrt)")
     assert _run(skipped, missing, skippable=True) is None and skipped.status == "skipped"
+
+
+def test_every_engine_backend_checks_a_feed_once_against_the_engines_inputs(tiny_int8, tmp_path: Path) -> None:
+    import numpy as np
+
+    from edgeptm.runtime.base import open_backend
+
+    engine = _ort_engine(tiny_int8, tmp_path)
+    backend = open_backend(engine)
+    with edgeptm.load(engine.path) as predictor:
+        feed = predictor.encode(["a warm and funny film"])
+    assert set(backend.run(feed)) == {"logits"}
+    with pytest.raises(BackendError, match="input 'input_ids' is float32, this ORT format model takes int64"):
+        backend.run({**feed, "input_ids": feed["input_ids"].astype(np.float32)})
+    with pytest.raises(BackendError, match="the feed has no input 'attention_mask'"):
+        backend.run({k: v for k, v in feed.items() if k != "attention_mask"})
+    assert "edgeptm compile" in backend.rebuild and "--target ort-mobile" in backend.rebuild
+    backend.close()
