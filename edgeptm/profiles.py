@@ -133,7 +133,10 @@ class Profile:
         data = dataclasses.asdict(self)
         data.pop("path")
         data.pop("sha256")
-        data["compile"].update(data["compile"].pop("options"))  # as written: flat
+        written = data["compile"].pop("options")
+        settings = self.compile.settings_for(self.compile.target) if self.compile.target else None
+        # flat, as written; with a target, every one of its settings (its defaults filled in)
+        data["compile"].update(dataclasses.asdict(settings) if settings is not None else written)
         return data
 
 
