@@ -148,9 +148,9 @@ def compile(  # noqa: A001 - the stage is called compile, as in the CLI
     target, options = resolve(options)
     profile = options.profile
     out = Path(out)
-    timing_cache = getattr(options.settings, "timing_cache", None)
+    files = options.settings.paths()  # a target's own files, read and written back (a timing cache)
     # What the stage reads, which --out (replaced with --force) may not touch.
-    inputs = [options.calib, timing_cache, profile and profile.path]
+    inputs = [options.calib, *files.values(), profile and profile.path]
     artifact = open_stage_source(
         source,
         out,
@@ -160,8 +160,8 @@ def compile(  # noqa: A001 - the stage is called compile, as in the CLI
         lambda a: a.kind == target.compiles_from,
         inputs=inputs,
     )
-    if timing_cache:  # the target writes it back: never over the source or into an artifact
-        check_output_paths([timing_cache], "--timing-cache", [artifact.path])
+    for key, path in files.items():  # the target writes it back: never over the source or into an artifact
+        check_output_paths([path], f"--{key.replace('_', '-')}", [artifact.path])
     build = target.load("build")
     with ArtifactWriter(out, force=force, inputs=[artifact.path, *inputs]) as writer:
         manifest = build(artifact, writer, options)

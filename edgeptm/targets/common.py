@@ -83,6 +83,15 @@ class TargetOptions:
     def keys(cls) -> tuple[str, ...]:
         return tuple(f.name for f in dataclasses.fields(cls))
 
+    def paths(self) -> dict[str, str]:
+        """The options that name files the target reads and writes back (``option(path=True)``, e.g. a
+        timing cache): the stage keeps them off its inputs and out of artifacts."""
+        return {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if f.metadata.get("path") and getattr(self, f.name) is not None
+        }
+
     def given(self) -> dict[str, Any]:
         """The options that differ from their defaults (what a manifest or a report needs to say)."""
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if getattr(self, f.name) != f.default}
