@@ -583,7 +583,9 @@ def run_one(args: argparse.Namespace, task: Task, size: int, seed: int, epochs: 
         "manifest_metrics": manifest["metrics"],
         # which model the checkpoint kept (the best epoch or the linear probe) and why; the recipe's own probe
         "selection": training.get("selection"),
-        "recipe_probe": {k: v for k, v in (training.get("probe") or {}).items() if k in ("metrics", "seconds")},
+        "recipe_probe": {
+            k: v for k, v in (training.get("probe") or {}).items() if k in ("accuracy", "macro_f1", "l2", "seconds")
+        },
         # the artifact as loaded scores what finetune recorded (else the saved weights are not the scored ones)
         "eval_matches_manifest": abs(measured["eval"]["macro_f1"] - manifest["metrics"]["macro_f1"]) < 1e-6,
         "eval": measured["eval"],
