@@ -235,7 +235,7 @@ TENSOR = Record(
     required=("name", "dtype", "shape"),
 )
 FILE = Record({"path": RelPath(), "sha256": SHA256, "size": Int(0)}, required=("path", "sha256", "size"))
-# Per input: axis -> [min, max] (AOTInductor) or "min"/"opt"/"max" -> a whole shape (OpenVINO, ExecuTorch).
+# Per input: axis -> [min, max], or "min"/"opt"/"max" -> a whole shape (as each target records its shapes).
 BOUNDS = Map(List(Int(0), min_items=1, max_items=8))
 
 MANIFEST = Record(
@@ -290,6 +290,20 @@ MANIFEST = Record(
         "quantization": Opt(Record({"mode": Str()})),
         "profile": Opt(Record({"name": Str()})),
         "runtime": Opt(Record({"onnxruntime": Opt(Record({"disabled_optimizers": List(Str())}))})),
+        # role -> how a registered file was derived from another for one runtime (export's ONNX
+        # Runtime graph 'ort-model' beside the portable 'model'); its backend reads 'providers'.
+        "derived": Opt(
+            Map(
+                Record(
+                    {
+                        "from": Str(max_chars=256),
+                        "for": Str(max_chars=256),
+                        "providers": List(Str(max_chars=256), 0, 16),
+                    },
+                    required=("from", "for"),
+                )
+            )
+        ),
         "compile": Opt(
             Record(
                 {
@@ -300,9 +314,6 @@ MANIFEST = Record(
                     "precision_asked": Opt(Str()),
                     "compute_capability": Opt(Str()),
                     "gpu": Opt(Str()),
-                    "tensorrt": Opt(Str()),
-                    "openvino": Opt(Str()),
-                    "executorch": Opt(Str()),
                     "version_compatible": Opt(Bool()),
                     "hardware_compatibility": Opt(Str()),
                     "cuda_graph": Opt(Bool()),
@@ -381,6 +392,10 @@ def _check_consistency(manifest: dict[str, Any]) -> None:
             twice = f"= {entry['path']!r} is registered twice (also as {seen[entry['path']]})"
             raise _fail(f"files.{role}.path", twice)
         seen[entry["path"]] = role
+    for role, record in (manifest.get("derived") or {}).items():
+        for named in (role, record["from"]):
+            if named not in manifest["files"]:
+                raise _fail(f"derived.{role}", f"names the file role '{named}', which 'files' does not register")
     model = manifest.get("model") or {}
     needs = MODEL_KEYS.get(manifest["task"], ())
     missing = [key for key in needs if key not in model]

@@ -53,9 +53,7 @@ class QuantizeSection:
     max_accuracy_drop: Optional[float] = None
     calibration_method: Optional[str] = None  # static-int8: minmax | entropy | percentile
     calibration_samples: Optional[int] = None  # static-int8: calibration inputs
-    activations: Optional[str] = (
-        None  # static-int8: uint8 (default, ONNX Runtime CPU) | int8 (symmetric)
-    )
+    activations: Optional[str] = None  # static-int8: uint8 (default, ONNX Runtime CPU) | int8 (symmetric)
 
 
 @dataclass(frozen=True)

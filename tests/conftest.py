@@ -92,6 +92,28 @@ def tiny_onnx(tiny_checkpoint, tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture(scope="session")
+def legacy_fused_onnx(tiny_onnx, tmp_path_factory: pytest.TempPathFactory):
+    """An ONNX artifact as exports were before they were portable: one model.onnx holding ONNX
+    Runtime's fused graph (com.microsoft Attention & co.), no derived file."""
+    import json
+
+    from edgeptm.artifacts import open_artifact, sha256_file
+    from edgeptm.runtime.ort_backend import ORT_MODEL
+
+    old = tmp_path_factory.mktemp("legacy") / "onnx"
+    shutil.copytree(tiny_onnx.path, old)
+    derived = old / tiny_onnx.manifest["files"][ORT_MODEL]["path"]
+    (old / "model.onnx").unlink()
+    derived.rename(old / "model.onnx")
+    manifest = json.loads((old / "manifest.json").read_text())
+    manifest.pop("derived")
+    manifest["files"].pop(ORT_MODEL)
+    manifest["files"]["model"].update(sha256=sha256_file(old / "model.onnx"), size=(old / "model.onnx").stat().st_size)
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    return open_artifact(old)
+
+
+@pytest.fixture(scope="session")
 def tiny_int8(tiny_onnx, tmp_path_factory: pytest.TempPathFactory):
     from edgeptm.quantization import quantize
 

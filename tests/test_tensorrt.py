@@ -55,12 +55,13 @@ def variants(tiny_checkpoint, tiny_onnx, tmp_path_factory: pytest.TempPathFactor
     }
 
 
-def _graph(artifact: Artifact) -> dict:
-    return graph_precision(onnx.load(str(artifact.file("model")), load_external_data=False))
+def _graph(artifact: Artifact, role: str = "model") -> dict:
+    return graph_precision(onnx.load(str(artifact.file(role)), load_external_data=False))
 
 
 def test_precision_is_read_from_the_graph(variants) -> None:
-    info = {name: _graph(a) for name, a in variants.items()}
+    # the export's ONNX Runtime graph is the derived file beside the portable model
+    info = {name: _graph(a, "ort-model" if name == "optimized" else "model") for name, a in variants.items()}
     assert info["fp32"]["precision"] == "fp32" and not info["fp32"]["fp16_tensors"]
     assert info["fp16"]["precision"] == "fp16" and info["fp16"]["fp16_tensors"]
     assert info["dynamic"]["dynamic_int8_nodes"] > 0
@@ -96,7 +97,8 @@ def test_activations_option_is_for_static_int8_only(tiny_onnx, tmp_path: Path) -
 
 
 def test_tensorrt_10_flags_follow_the_graph_and_11_builds_strongly_typed(variants) -> None:
-    info = {name: _graph(a) for name, a in variants.items()}
+    # the export's ONNX Runtime graph is the derived file beside the portable model
+    info = {name: _graph(a, "ort-model" if name == "optimized" else "model") for name, a in variants.items()}
     assert builder_flags(info["fp32"], 10, dla=False) == []
     assert builder_flags(info["fp16"], 10, dla=False) == ["FP16"]
     assert builder_flags(info["static-int8"], 10, dla=False) == ["INT8"]

@@ -11,7 +11,9 @@ from edgeptm.cli.common import force_option, max_length_option, options, out_opt
 @click.option(
     "--optimize/--no-optimize",
     default=None,
-    help="ONNX Runtime transformer fusions [default: on]; off keeps a plain graph for other runtimes.",
+    help="Also derive ONNX Runtime's own fused graph (transformer fusions, run by ONNX Runtime only) as "
+    "model.onnxruntime.onnx beside the portable model.onnx [default: on]; model.onnx holds standard ONNX "
+    "operators either way.",
 )
 @max_length_option
 @click.option("--atol", type=float, default=None, help="Max |logit difference| vs PyTorch [default: the model's].")
@@ -21,16 +23,18 @@ def command(checkpoint: str, out: str, force: bool, **kwargs) -> None:
 
     CHECKPOINT is an artifact directory, or a registered model name (e.g. efficientnet-lite0,
     minilm-l6) to export the pretrained model as-is.
+
+    The artifact's model.onnx holds standard ONNX operators only: every compile target that reads
+    ONNX takes it as it is. ONNX Runtime's fused graph, when derived, sits
+    beside it and only ONNX Runtime runs it; both are checked against PyTorch.
     """
     from edgeptm.exporter import ExportOptions, export
 
     artifact = export(checkpoint, out, ExportOptions(**kwargs), force=force)
     v, m, e = artifact.manifest["validation"], artifact.metrics, artifact.manifest["export"]
     fused = e["optimization"].get("fused_operators") or {}
-    click.echo(
-        f"onnx: {artifact.path} (opset {e['opset']}; fused: "
-        f"{', '.join(f'{k} x{n}' for k, n in fused.items()) or 'none'})"
-    )
+    domains = ", ".join(e.get("operator_domains") or []) or "none"
+    click.echo(f"onnx: {artifact.path} (opset {e['opset']}; model.onnx: {domains} operators)")
     lengths = e.get("max_length") or {}
     if lengths.get("served") != lengths.get("checkpoint"):
         click.echo(f"serves texts up to {lengths['served']} tokens (checkpoint: {lengths['checkpoint']})")
@@ -42,3 +46,9 @@ def command(checkpoint: str, out: str, force: bool, **kwargs) -> None:
         f"{v['min_cosine']:.6f}, top-1 agreement {v['label_agreement']:.3f} on {v['samples']} samples"
         f"{full_check}; {accuracy}"
     )
+    if fused:  # ONNX Runtime's own graph beside it, checked against PyTorch too
+        ops = ", ".join(f"{k} x{n}" for k, n in fused.items())
+        click.echo(
+            f"onnxruntime graph: {e['optimization']['path']} (fused: {ops}; "
+            f"max |output diff| vs PyTorch {v['ort-model']['max_abs_diff']:.2e})"
+        )

@@ -7,6 +7,18 @@ copy of the source model (it may write beside it, as ONNX Runtime's quantizer do
 around it is common to all modes: the parent and the quantized model are scored on the same
 validation data in the same run, the delta goes into the manifest, and a drop beyond
 ``max_accuracy_drop`` fails the stage before anything is written.
+
+Which graph: every mode quantizes the source's portable ``model`` (standard ONNX operators), so
+the result's ``model`` is standard ONNX too (static INT8: QuantizeLinear/DequantizeLinear around
+standard ops, the form compile targets read). Where the source also holds ONNX Runtime's fused
+graph (``ort-model``, see exporter.py), a mode in ``DERIVES_ORT_MODEL`` applies itself to that one
+as well, giving the result's ``ort-model``, which ONNX Runtime runs; both graphs answer to the
+accuracy guard, and ``metrics`` is the graph ONNX Runtime serves. Measured on MiniLM
+(benchmarks/PORTABLE_ONNX.md): dynamic INT8 of the fused graph (QAttention, ...) is what ONNX
+Runtime ran before, byte for byte; dynamic INT8 of the portable graph alone was as fast with one
+thread but 2-7% slower with two, so dynamic INT8 keeps both. FP16 of the fused graph is faster
+than FP16 of the portable one. Static QDQ of the portable graph is 1.8x faster than of the fused
+one (its attention projections run INT8 too), so static INT8 writes one graph.
 """
 
 from __future__ import annotations
@@ -19,7 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from edgeptm.artifacts import Artifact, ArtifactWriter, open_stage_source, sha256_file
+from edgeptm.artifacts import Artifact, ArtifactWriter, sha256_file
+from edgeptm.sources import open_stage_source
 from edgeptm.errors import AccuracyError, ArtifactError, UsageError
 from edgeptm.profiles import Profile, pick, resolve_profile
 from edgeptm.quantization.dynamic import quantize_dynamic_int8
@@ -35,6 +48,8 @@ MODES: dict[str, tuple[Callable[..., dict[str, Any]], str]] = {
     "static-int8": (quantize_static_int8, "int8-static-qdq"),
     "fp16": (convert_fp16, "fp16"),
 }
+# Modes that also convert the source's ONNX Runtime graph (ort-model) into the result's: see above.
+DERIVES_ORT_MODEL = ("dynamic-int8", "fp16")
 ACTIVATION_TYPES = ("uint8", "int8")
 # Image models default to static QDQ (dynamic INT8 makes convolutions slower); text to dynamic.
 DEFAULT_MODE = {"text-classification": "dynamic-int8", "image-classification": "static-int8"}
@@ -53,7 +68,7 @@ class QuantizeOptions:
     calib_samples: int | None = None  # static-int8: how many calibration inputs to use
     calib_method: str | None = None  # static-int8: minmax | entropy | percentile
     fp16_io: bool = False  # fp16: float16 inputs/outputs too (default: float32 at the edges)
-    activations: str | None = None  # static-int8: uint8 (ONNX Runtime CPU) | int8 (symmetric, TensorRT)
+    activations: str | None = None  # static-int8: uint8 (ONNX Runtime CPU) | int8 (symmetric, for GPU compilers)
     profile: str | Profile | None = None
 
 
@@ -115,9 +130,9 @@ RETRY_HINTS = {
 def check_accuracy_drop(
     what: str, parent_accuracy: float, accuracy: float, samples: int, max_drop: float | None, hint: str = ""
 ) -> float:
-    """The accuracy change in points, for every stage that trades accuracy for speed (quantize,
-    NNCF, PT2E, bf16); an AccuracyError when the drop exceeds ``max_drop`` (--max-accuracy-drop,
-    else the profile's quantize.max_accuracy_drop). ``hint``: what to try instead."""
+    """The accuracy change in points, for every stage that trades accuracy for speed (quantize, a
+    target compiling INT8 or bf16); an AccuracyError when the drop exceeds ``max_drop``
+    (--max-accuracy-drop, else the profile's quantize.max_accuracy_drop). ``hint``: what to try instead."""
     delta = (accuracy - parent_accuracy) * 100
     log.info(
         "%s: accuracy %.4f (parent %.4f, %+.2f points) on %d samples", what, accuracy, parent_accuracy, delta, samples
@@ -157,7 +172,7 @@ def quantize(
     """Quantize an ONNX artifact; fail without writing if accuracy drops more than allowed."""
     from edgeptm.metrics import output_agreement
     from edgeptm.runtime import load
-    from edgeptm.runtime.ort_backend import OrtBackend
+    from edgeptm.runtime.ort_backend import ORT_MODEL, OrtBackend, graph_role
     from edgeptm.runtime.predictor import predictor_for
     from edgeptm.runtime.preprocess import preprocessor_for
 
@@ -191,7 +206,7 @@ def quantize(
         if method not in CALIBRATION_METHODS:
             raise UsageError(f"--calib-method {method}: not one of {', '.join(CALIBRATION_METHODS)}")
         # uint8 activations: ONNX Runtime's x86 QLinearConv/MatMul kernels are built for u8 x s8.
-        # int8: symmetric signed activations (zero point 0), the only Q/DQ form TensorRT builds.
+        # int8: symmetric signed activations (zero point 0), the only Q/DQ form GPU compilers build.
         activations = pick(options.activations, section and getattr(section, "activations", None), "uint8")
         if activations not in ACTIVATION_TYPES:
             raise UsageError(f"--activations {activations}: not one of {', '.join(ACTIVATION_TYPES)}")
@@ -210,6 +225,10 @@ def quantize(
     with ArtifactWriter(out, force=force, inputs=[artifact.path, *inputs]) as writer:
         with private_copy(artifact, "model", writer.dir) as model:
             record = run(model, writer.add("model", "model.onnx"), family, settings, calibration)
+        record["source"] = {"role": "model", "sha256": artifact.manifest["files"]["model"]["sha256"]}
+        derived = {}
+        if mode in DERIVES_ORT_MODEL and artifact.has_file(ORT_MODEL):
+            derived = _derive_ort_model(artifact, writer, run, family, settings, calibration)
         writer.carry(artifact, prefixes=("tokenizer/", "calib_data"))
         manifest = {
             "task": artifact.task,
@@ -222,6 +241,7 @@ def quantize(
             "export": artifact.manifest.get("export"),
             "runtime": artifact.manifest.get("runtime"),
             "quantization": {"mode": mode, **record},
+            **({"derived": derived} if derived else {}),
             "profile": profile.record() if profile else None,
         }
         staged = writer.preview("onnx", manifest)
@@ -234,9 +254,14 @@ def quantize(
             inputs, labels, data_how = source_inputs, None, "no labelled data: calibration or sample inputs"
         with load(artifact) as parent_predictor:
             parent_out = parent_predictor.logits(inputs)
-        with predictor_for(staged, OrtBackend(staged)) as predictor:
-            out_q = predictor.logits(inputs)
-        manifest["fidelity"] = {**output_agreement(parent_out, out_q), "against": "parent fp32 ONNX", "on": data_how}
+        outputs = {}
+        for role in ("model", *derived):  # the portable graph, and ONNX Runtime's beside it
+            with predictor_for(staged, OrtBackend(staged, graph=role)) as predictor:
+                outputs[role] = predictor.logits(inputs)
+        agreement = output_agreement(parent_out, outputs["model"])
+        manifest["fidelity"] = {**agreement, "against": "parent fp32 ONNX", "on": data_how}
+        for role in derived:
+            manifest["fidelity"][role] = {**output_agreement(parent_out, outputs[role]), "path": staged.file(role).name}
         if labels is None:
             if max_drop is not None:
                 log.warning("max accuracy drop %g not applied: no labelled data (pass --val)", max_drop)
@@ -248,22 +273,65 @@ def quantize(
                 manifest["fidelity"]["min_cosine"],
             )
             return writer.finish("onnx", manifest)
+        # Every graph answers to the guard; 'metrics' is the one ONNX Runtime serves (load()).
         parent = _score(parent_out, labels, artifact.labels)
-        metrics = _score(out_q, labels, artifact.labels)
-        delta = check_accuracy_drop(
-            mode, parent["accuracy"], metrics["accuracy"], metrics["samples"], max_drop, RETRY_HINTS[mode]
-        )
+        scores, deltas = {}, {}
+        for role, logits in outputs.items():
+            scores[role] = _score(logits, labels, artifact.labels)
+            what = mode if role == "model" else f"{mode} ({staged.file(role).name})"
+            deltas[role] = check_accuracy_drop(
+                what, parent["accuracy"], scores[role]["accuracy"], scores[role]["samples"], max_drop, RETRY_HINTS[mode]
+            )
+        if derived:  # each graph's accuracy beside its fidelity record
+            for role, record in (("model", manifest["fidelity"]), *((r, manifest["fidelity"][r]) for r in derived)):
+                record.update(accuracy=scores[role]["accuracy"], accuracy_delta_points=round(deltas[role], 4))
+        served = graph_role(staged)
+        metrics = scores[served]
         manifest["metrics"] = {
             "accuracy": metrics["accuracy"],
             "macro_f1": metrics["macro_f1"],
             "val_samples": metrics["samples"],
             "parent_accuracy": parent["accuracy"],
-            "accuracy_delta_points": round(delta, 4),
+            "accuracy_delta_points": round(deltas[served], 4),
             "max_accuracy_drop": max_drop,
             "validation": data_how,
             "measured_with": "onnxruntime-cpu",
+            "graph": staged.file(served).name,
         }
         return writer.finish("onnx", manifest)
+
+
+def _derive_ort_model(
+    artifact: Artifact,
+    writer: ArtifactWriter,
+    run: Callable[..., dict[str, Any]],
+    family: Any,
+    settings: dict[str, Any],
+    calibration: Calibration | None,
+) -> dict[str, Any]:
+    """The mode applied to the source's ONNX Runtime graph too: the result's ``ort-model`` and the
+    manifest's ``derived`` section, saying what it was made from and how."""
+    from edgeptm.exporter import STANDARD_DOMAINS, operator_domains
+    from edgeptm.runtime.ort_backend import ORT_MODEL, ORT_MODEL_PATH
+
+    source = (artifact.manifest.get("derived") or {}).get(ORT_MODEL) or {}
+    with private_copy(artifact, ORT_MODEL, writer.dir) as fused:
+        target = writer.dir / ORT_MODEL_PATH
+        record = run(fused, target, family, settings, calibration)
+    writer.add(ORT_MODEL, ORT_MODEL_PATH)
+    entry = artifact.manifest["files"][ORT_MODEL]
+    derived = {
+        "from": "model",  # the registered file this one is ONNX Runtime's form of
+        "for": source.get("for", "onnxruntime"),
+        "providers": source.get("providers", []),
+        "tool": f"{record['tool']}, on the parent's ONNX Runtime graph",
+        "input": {"role": ORT_MODEL, "of": "parent", "path": entry["path"], "sha256": entry["sha256"]},
+        "fused_by": source.get("tool"),
+        "fused_operators": source.get("fused_operators", {}),
+        "quantization": record,
+        "operators": {d: ops for d, ops in operator_domains(target).items() if d not in STANDARD_DOMAINS},
+    }
+    return {ORT_MODEL: derived}
 
 
 def _score(logits: Any, labels: list[str], names: list[str]) -> dict[str, Any]:

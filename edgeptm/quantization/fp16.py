@@ -1,6 +1,6 @@
 """FP16: weights and activations in half precision, inputs and outputs kept float32 unless asked.
 
-Pays on GPUs (TensorRT, CUDA) and ARM CPUs with FP16 arithmetic; on x86 CPUs ONNX Runtime has few
+Pays on GPUs and ARM CPUs with FP16 arithmetic; on x86 CPUs ONNX Runtime has few
 FP16 kernels and runs it no faster (often slower). Halves the file either way.
 """
 

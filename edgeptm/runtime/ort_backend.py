@@ -1,13 +1,31 @@
 """ONNX Runtime backend: the CPU execution provider, or CUDA / TensorRT providers where the
-installed onnxruntime has them (onnxruntime-gpu); a provider it lacks is an error that says so."""
+installed onnxruntime has them (onnxruntime-gpu); a provider it lacks is an error that says so.
+
+An ONNX artifact's ``model`` file holds standard ONNX operators only, for every runtime. Beside it,
+an artifact may hold ONNX Runtime's own rewrite of that graph (``ort-model``: the transformer
+optimizer's fused Attention, BiasGelu, ... in the com.microsoft domain), recorded under the
+manifest's ``derived`` section with the providers it is for. This backend runs that file where its
+provider is listed (CPU, CUDA) and the portable ``model`` otherwise (TensorRT's provider fuses the
+standard graph itself), and for artifacts made before the derived file existed.
+"""
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 
 from edgeptm.artifacts import Artifact
 from edgeptm.errors import BackendError
+
+# The derived graph's role and file name in an artifact, and the providers whose kernels it is for:
+# the transformer optimizer's CPU fusions (opt_level 0) have CPU and CUDA kernels; TensorRT's
+# provider would hand the contrib ops back to CUDA, so it gets the standard graph.
+ORT_MODEL = "ort-model"
+ORT_MODEL_PATH = "model.onnxruntime.onnx"
+ORT_MODEL_PROVIDERS = ("CPUExecutionProvider", "CUDAExecutionProvider")
 
 
 def session_options(threads: int | None, save_optimized_to: str | None = None) -> ort.SessionOptions:
@@ -36,6 +54,20 @@ def provider_name(short: str) -> str:
     return full
 
 
+def derived_record(artifact: Artifact) -> dict[str, Any] | None:
+    """The manifest's record of the artifact's ONNX Runtime graph (None: the artifact has none)."""
+    if not artifact.has_file(ORT_MODEL):
+        return None
+    return ((artifact.manifest.get("derived") or {}).get(ORT_MODEL)) or None
+
+
+def graph_role(artifact: Artifact, provider: str = "CPUExecutionProvider") -> str:
+    """Which file ONNX Runtime runs with ``provider``: the derived ``ort-model`` where it is
+    recorded for that provider, else the portable ``model``."""
+    record = derived_record(artifact)
+    return ORT_MODEL if record is not None and provider in record.get("providers", ()) else "model"
+
+
 class OrtBackend:
     name = "onnxruntime-cpu"
 
@@ -45,10 +77,13 @@ class OrtBackend:
         threads: int | None = None,
         save_optimized_to: str | None = None,
         provider: str | None = None,
+        graph: str | None = None,
     ) -> None:
-        path = artifact.file("model")
+        """``graph``: the file role to run (``model`` or ``ort-model``); default: the one for the provider."""
         self.threads = threads
         chosen = provider_name(provider or "cpu")
+        self.graph = graph or graph_role(artifact, chosen)
+        path = artifact.file(self.graph)
         # Nodes a GPU provider does not take run on the CPU provider, as ONNX Runtime intends.
         providers = [chosen] + (["CPUExecutionProvider"] if chosen != "CPUExecutionProvider" else [])
         short = {v: k for k, v in PROVIDERS.items()}.get(chosen, chosen)
@@ -69,6 +104,7 @@ class OrtBackend:
         # What the session runs with (benchmark reports record it beside the figures).
         self.settings = {
             "providers": self.session.get_providers(),
+            "graph": f"{Path(path).name} ({self.graph})",
             "intra_op_threads": threads or "onnxruntime default (one per physical core)",
             "inter_op_threads": 1,
             "graph_optimization": "ORT_ENABLE_ALL",

@@ -73,8 +73,9 @@ def check_convertible(info: dict[str, Any], where: str, asked: str | None) -> No
     if info["onnxruntime_ops"]:
         raise UsageError(
             f"{where}: the graph holds ONNX Runtime's own fused operators ({', '.join(info['onnxruntime_ops'])}), "
-            "which OpenVINO's ONNX reader does not know; export with --no-optimize (the cpu-x86-openvino profile "
-            "sets export.optimize: false) and compile that: OpenVINO fuses attention on its own"
+            "which OpenVINO's ONNX reader does not know: an export from before exports were portable; export the "
+            "checkpoint again (model.onnx then holds standard ONNX operators; --no-optimize also skips ONNX "
+            "Runtime's derived graph) and compile that: OpenVINO fuses attention on its own"
         )
     if info["dynamic_int8_nodes"]:
         raise UsageError(

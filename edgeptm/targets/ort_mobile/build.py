@@ -101,10 +101,9 @@ def operator_config(path: Path) -> dict[str, Any]:
 def _onnxruntime_graph(artifact: Artifact) -> tuple[str, list[str]]:
     """The graph ONNX Runtime runs for this artifact (the model, or the file derived for ONNX
     Runtime beside it), and the optimizers its manifest keeps off."""
-    from edgeptm.runtime import ort_backend
+    from edgeptm.runtime.ort_backend import graph_role
 
-    derived = getattr(ort_backend, "ORT_MODEL", None)
-    role = derived if derived and artifact.has_file(derived) else "model"
+    role = graph_role(artifact, "CPUExecutionProvider")  # the file ONNX Runtime's CPU provider runs
     hints = artifact.view.runtime.get("onnxruntime") or {}
     return role, list(hints.get("disabled_optimizers") or [])
 

@@ -46,8 +46,9 @@ def check_buildable(info: dict[str, Any], where: str) -> None:
     if info["onnxruntime_ops"]:
         raise UsageError(
             f"{where}: the graph holds ONNX Runtime's own fused operators ({', '.join(info['onnxruntime_ops'])}), "
-            "which TensorRT's parser does not know; export with --no-optimize (the TensorRT profiles set "
-            "export.optimize: false), then quantize and compile that"
+            "which TensorRT's parser does not know: an export from before exports were portable; export the "
+            "checkpoint again (model.onnx then holds standard ONNX operators; --no-optimize also skips ONNX "
+            "Runtime's derived graph), then quantize and compile that"
         )
     if info["dynamic_int8_nodes"]:
         raise UsageError(
