@@ -24,7 +24,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 from edgeptm.errors import ArtifactError, UsageError
 from edgeptm.manifest import (
@@ -132,11 +132,7 @@ class Artifact:
 def open_artifact(path: str | os.PathLike[str], verify: bool = True) -> Artifact:
     """Read an artifact directory; with ``verify`` check every file against its checksum."""
     root = Path(path)
-    if not root.exists():
-        from edgeptm.models.pretrained import names_a_model, pretrained_artifact
-
-        if names_a_model(str(path)):  # a registered model used as-is: materialised once, then cached
-            return pretrained_artifact(str(path))
+    if not root.exists():  # a registered model's name is the stages' business (edgeptm.sources)
         raise ArtifactError(f"{root}: no such artifact directory")
     if not root.is_dir():
         if root.suffix.lower() == ".onnx":
@@ -276,34 +272,6 @@ def check_output_paths(
 def check_not_source(out: Path, source: Artifact) -> None:
     """--out may not replace, contain or sit inside the artifact a stage reads from."""
     check_not_input(out, [source.path])
-
-
-def open_stage_source(
-    source: str | os.PathLike[str] | Artifact,
-    out: Path,
-    force: bool,
-    stage: str,
-    accepts: str,
-    ok: Callable[[Artifact], bool] | None = None,
-    inputs: Iterable[str | os.PathLike[str] | None] = (),
-) -> Artifact:
-    """The common start of a stage: check --out, open and verify the source, check it fits the stage.
-
-    ``ok`` is a predicate over the opened artifact (default: any); ``accepts`` says in words what fits.
-    ``inputs``: the stage's other inputs (--calib, --val, a profile file), which --out may not touch.
-    """
-    inputs = list(inputs)
-    if not isinstance(source, Artifact) and Path(source).exists():  # not a registered model's name
-        inputs.append(source)
-    check_out_dir(out, force, inputs)
-    artifact = source if isinstance(source, Artifact) else open_artifact(source)
-    if ok is not None and not ok(artifact):
-        raise UsageError(
-            f"{artifact.path}: {stage} takes {accepts}, this one is '{artifact.kind}' "
-            f"({artifact.manifest.get('precision')})"
-        )
-    check_not_source(out, artifact)
-    return artifact
 
 
 def environment_record() -> dict[str, Any]:

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from edgeptm.artifacts import Artifact, check_out_dir, open_artifact, set_aside, write_json_atomic
+from edgeptm.artifacts import Artifact, check_out_dir, set_aside, write_json_atomic
+from edgeptm.sources import open_source
 from edgeptm.errors import EdgeptmError, RuntimeUnavailable, UsageError
 from edgeptm.profiles import Profile, resolve_profile
 
@@ -28,7 +29,7 @@ REPORT_SCHEMA_VERSION = 1
 @dataclass
 class BuildOptions:
     profile: str | Profile | None = None
-    calib: str | None = None  # static INT8, NNCF and PT2E calibration inputs (default: the checkpoint's sample)
+    calib: str | None = None  # static INT8 and compilers' INT8 calibration inputs (default: the checkpoint's sample)
     val: str | None = None  # labelled data to score on (default: the checkpoint's validation split)
     bench: bool = True
     duration: float | None = None  # bench: seconds per variant instead of the profile's iteration count
@@ -87,7 +88,7 @@ def build(
     given = None if isinstance(checkpoint, Artifact) or not Path(checkpoint).exists() else checkpoint  # not a name
     inputs = [options.calib, options.val, profile.path, given]
     check_out_dir(out, force, inputs)
-    source = checkpoint if isinstance(checkpoint, Artifact) else open_artifact(checkpoint)
+    source = open_source(checkpoint)
     inputs.append(source.path)  # a registered model's cached checkpoint, or the artifact given
     if source.kind != "checkpoint":
         raise UsageError(

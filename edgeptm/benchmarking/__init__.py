@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from edgeptm.artifacts import open_artifact
+from edgeptm.sources import open_source
 from edgeptm.benchmarking.report import speedups  # noqa: F401 - public here: bench(), then speedups(results)
 from edgeptm.benchmarking.stats import summarize
 from edgeptm.errors import BenchError, UsageError
@@ -149,7 +149,7 @@ def bench(paths: list[str | Path], options: BenchOptions | None = None) -> dict[
     settings = options.resolved()
     if not paths:
         raise UsageError("bench needs at least one artifact")
-    artifacts = [open_artifact(p) for p in paths]  # verify everything before spending time
+    artifacts = [open_source(p) for p in paths]  # verify everything before spending time
     _check_trust(artifacts, options)
     results: list[dict[str, Any]] = []
     plan = ""

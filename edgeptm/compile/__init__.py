@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from edgeptm import targets, trust
-from edgeptm.artifacts import Artifact, ArtifactWriter, check_output_paths, open_stage_source
+from edgeptm.artifacts import Artifact, ArtifactWriter, check_output_paths
+from edgeptm.sources import open_stage_source
 from edgeptm.errors import UsageError
 from edgeptm.profiles import Profile, pick, resolve_profile
 from edgeptm.runtime.base import native_code

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgeptm.artifacts import Artifact, open_artifact
+from edgeptm.artifacts import Artifact
+from edgeptm.sources import open_source
 from edgeptm.errors import BackendError
 from edgeptm.runtime.base import Backend, default_backend, open_backend
 from edgeptm.runtime.predictor import EmbeddingPredictor, Prediction, Predictor, TextPredictor, predictor_for
@@ -26,7 +27,7 @@ def load(
     preprocessing attached. ``provider``: ONNX Runtime's execution provider (cpu, cuda, or another it has)
     for ONNX artifacts. ``digest`` ('sha256:...', as 'edgeptm verify' prints): load only that
     artifact, and trust its native code (compiled engines that hold some) without 'edgeptm trust'."""
-    artifact = path if isinstance(path, Artifact) else open_artifact(path)
+    artifact = open_source(path)  # a directory, or a registered model used as-is
     from edgeptm.runtime.preprocess import PREPROCESSORS
 
     if artifact.task not in PREPROCESSORS:
