@@ -12,8 +12,8 @@ from edgeptm.cli.common import force_option, max_length_option, options, out_opt
     "--calib",
     type=click.Path(exists=True),
     default=None,
-    help="Calibration inputs for static INT8 and for compile's NNCF/PT2E INT8 [default: the checkpoint's "
-    "training sample].",
+    help="Calibration inputs for static INT8 and for the INT8 a target's compiler calibrates [default: the "
+    "checkpoint's training sample].",
 )
 @click.option("--val", type=click.Path(exists=True), default=None, help="Labelled data to score every variant on.")
 @max_length_option

@@ -33,7 +33,7 @@ class EngineBackend:
     checks a feed and returns its arrays in input order; ``shape_problem`` words a shape outside the
     ranges (override for a runtime whose limits need other advice)."""
 
-    what = "engine"  # in words, for messages: "OpenVINO IR", "AOTInductor package"
+    what = "engine"  # the runtime's own word for its engine, for messages ("... IR", "... package")
     static = False
 
     def init_engine(self, artifact: Any, ranges: dict[str, dict[str, list[int]]] | None) -> None:

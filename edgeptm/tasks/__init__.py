@@ -47,7 +47,7 @@ def carried_val_data(task: Any, artifact: Any) -> Any:
 
 def draw_calibration(artifact: Any, limit: int, path: str | None = None) -> tuple[list[Any], str]:
     """Up to ``limit`` calibration inputs and where they came from, for every calibrated stage
-    (quantize's static INT8, NNCF, PT2E): from ``path`` (images: a folder or a path,label list;
+    (quantize's static INT8, the compilers' INT8): from ``path`` (images: a folder or a path,label list;
     text: a file with a 'text' column) when given, else the training sample the artifact carries.
     A seeded draw: the same count gives the same inputs on every run and for every runtime. An
     empty list when there is none (each stage says what to do then)."""

@@ -126,7 +126,7 @@ def _encode(preprocessor: Any, items: list[Any], shape: list[int], text: bool) -
 
 
 def calibration_inputs(artifact: Artifact, limit: int, path: str | None = None) -> tuple[list[Any], str]:
-    """``limit`` calibration inputs (``tasks.draw_calibration``, as for quantize and NNCF): from ``path``
+    """``limit`` calibration inputs (``tasks.draw_calibration``, as for quantize and the other compilers): from ``path``
     when given, else the training sample the checkpoint carries; a UsageError saying what to do
     without either."""
     from edgeptm.tasks import draw_calibration
@@ -418,7 +418,7 @@ def build(artifact: Artifact, writer: Any, options: Any) -> dict[str, Any]:
         raise ExportError(
             f"{artifact.path}: XNNPACK took no part of this model, so the program would run on ExecuTorch's slow "
             f"portable kernels only (operators: {', '.join(record['delegate']['non_delegated_ops']) or 'none'}); "
-            "nothing written: use --target aoti or export to ONNX for it"
+            "nothing written: compile it for another target ('edgeptm compile --help') or export it to ONNX"
         )
     writer.add("model", "model.pte").write_bytes(buffer)
     record["compile_seconds"] = round(time.perf_counter() - started, 1)
