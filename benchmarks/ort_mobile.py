@@ -26,7 +26,7 @@ from typing import Any
 from edgeptm.benchmarking import BenchOptions, bench
 from edgeptm.cli.bench import format_report
 from edgeptm.compile import CompileOptions, compile
-from edgeptm.environment import describe_lines
+from edgeptm.environment import describe, describe_lines
 from edgeptm.exporter import ExportOptions, export
 from edgeptm.quantization import QuantizeOptions, quantize
 
@@ -92,6 +92,30 @@ def table(variants: dict[str, Path], report: dict[str, Any], reference: str) -> 
     return lines
 
 
+def built(variants: dict[str, Path]) -> list[str]:
+    """Accuracy, size, operators and agreement with the parent ONNX, as each artifact's manifest records them."""
+    lines = [
+        "| variant | val accuracy | size MB | operator kinds (reduced build) | vs its ONNX: max diff, top-1 |",
+        "|---|--:|--:|--:|---|",
+    ]
+    for name, path in variants.items():
+        m = _manifest(path)
+        accuracy = (m.get("metrics") or {}).get("accuracy")
+        config = (m.get("compile") or {}).get("operator_config")
+        check = m.get("validation") or {}
+        size = sum(f["size"] for role, f in m["files"].items() if role in ("model", "weights")) / 1e6
+        agreement = (
+            f"{check['max_abs_diff']:.2g}, {check['top1_agreement']:.3f}"
+            if config and "top1_agreement" in check
+            else ""
+        )
+        lines.append(
+            f"| {name} | {'n/a' if accuracy is None else f'{accuracy:.4f}'} | {size:.1f} | "
+            f"{config['operators'] if config else 'full runtime'} | {agreement} |"
+        )
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", default="runs/demo/checkpoint", help="the demo's fine-tuned MiniLM")
@@ -100,6 +124,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--iterations", type=int, default=270)
+    parser.add_argument("--build-only", action="store_true", help="build and validate, no timing (a busy machine)")
     args = parser.parse_args()
     work = Path(args.work)
     runs = [("text", text_variants(Path(args.checkpoint), work / "text"), "ORT dynamic INT8 (ONNX)")]
@@ -107,8 +132,12 @@ def main() -> None:
         runs.append(
             ("vision", vision_variants(Path(args.vision_checkpoint), work / "vision"), "ORT static INT8 (ONNX QDQ)")
         )
-    print("\n".join(describe_lines()))
+    print("\n".join(describe_lines(describe())))
     for kind, variants, reference in runs:
+        if args.build_only:
+            print(f"\n## {kind}\n")
+            print("\n".join(built(variants)))
+            continue
         options = BenchOptions(
             batch_size=1,
             seq_len=SEQ_LEN,
