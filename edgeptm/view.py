@@ -17,10 +17,6 @@ class TensorSpec:
     dtype: str
     shape: tuple[Axis, ...]
 
-    def axis(self, name: str) -> int | None:
-        """Where a symbolic axis is, or None."""
-        return self.shape.index(name) if name in self.shape else None
-
 
 @dataclass(frozen=True)
 class Preprocessing:

@@ -34,7 +34,6 @@ class EngineBackend:
     ranges (override for a runtime whose limits need other advice)."""
 
     what = "engine"  # the runtime's own word for its engine, for messages ("... IR", "... package")
-    static = False
 
     def init_engine(self, artifact: Any, ranges: dict[str, dict[str, list[int]]] | None) -> None:
         inputs = artifact.manifest["io"]["inputs"]

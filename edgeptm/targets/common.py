@@ -92,10 +92,6 @@ class TargetOptions:
             if f.metadata.get("path") and getattr(self, f.name) is not None
         }
 
-    def given(self) -> dict[str, Any]:
-        """The options that differ from their defaults (what a manifest or a report needs to say)."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if getattr(self, f.name) != f.default}
-
 
 def _base_type(hint: Any) -> Any:
     args = [a for a in typing.get_args(hint) if a is not type(None)]

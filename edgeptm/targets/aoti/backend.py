@@ -60,7 +60,7 @@ def _ranges(artifact: Artifact, bounds: dict) -> dict[str, dict[str, list[int]]]
     """Per input, the min/max shape: fixed axes as they are, dynamic ones within their compiled bounds."""
     ranges = {}
     for entry in artifact.manifest["io"]["inputs"]:
-        axes = (bounds.get(entry["name"]) or {}) if isinstance(bounds, dict) else {}
+        axes = bounds.get(entry["name"]) or {}
         low = [a if isinstance(a, int) else int(axes.get(a, [1, 2**31])[0]) for a in entry["shape"]]
         high = [a if isinstance(a, int) else int(axes.get(a, [1, 2**31])[1]) for a in entry["shape"]]
         ranges[entry["name"]] = {"min": low, "max": high}

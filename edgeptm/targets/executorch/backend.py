@@ -108,7 +108,6 @@ class ExecuTorchBackend(EngineBackend):
         self.path = artifact.path
         self.precision = info.get("precision", "fp32")
         self.name = f"executorch-xnnpack-{self.precision}"
-        self.static = bool(info.get("static_shapes", True))
         # The largest batch per call, so the Predictor splits bigger requests; texts are cut/padded
         # to the program's sequence range.
         self.init_engine(artifact, info.get("shapes") or {})
