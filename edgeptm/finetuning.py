@@ -8,13 +8,10 @@ one (same seed and thread count). The artifact itself appears at ``--out`` only 
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import shutil
 import sys
 import time
-import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,15 +27,14 @@ from edgeptm.artifacts import (
     sha256_file,
 )
 from edgeptm.data.text import seeded_split
-from edgeptm.errors import ArtifactError, UsageError
+from edgeptm.errors import UsageError
 from edgeptm.metrics import log_loss
 from edgeptm.models import resolve_model
 from edgeptm.probing import install, train_probe
 from edgeptm.tasks import get_task
+from edgeptm.training import _distributed, _global_batches, _TrainState
 
 log = logging.getLogger(__name__)
-
-STATE_FILES = ("model.safetensors", "optim.pt", "state.json")
 
 
 @dataclass
@@ -59,7 +55,14 @@ class FinetuneOptions:
     strategy: str = "auto"  # finetune | probe | auto: keep whichever of the two scores better
     class_weights: str = "none"  # none | balanced: the loss weighs each class by the inverse of its share
     head_init: str = "probe"  # probe: the head starts as the linear probe (LP-FT) | random
-    max_length: int = 128
+    max_length: int | None = None  # tokens per text; None: 128 for classifiers, 512 for generators
+    # causal LMs (edgeptm.lm_finetuning)
+    task: str | None = None  # None: the model's own; text-generation for a causal LM
+    full: bool = False  # train every weight instead of LoRA adapters
+    lora_rank: int = 16
+    lora_alpha: int | None = None  # None: 2 x rank
+    lora_dropout: float = 0.05
+    lora_targets: str | None = None  # comma-separated module names; None: every attention and MLP projection
     # images
     image_size: int | None = None  # None: the model's own (224 for the ImageNet models)
     weights: str | None = None  # a local state dict for torchvision:/timm: models
@@ -82,9 +85,11 @@ class FinetuneOptions:
     def validate(self) -> None:
         if self.epochs != "auto" and (isinstance(self.epochs, bool) or not isinstance(self.epochs, int)):
             raise UsageError(f"--epochs must be a number or 'auto', got {self.epochs!r}")
-        for name in ("max_length", "checkpoint_every", "patience", "max_epochs") + (
-            ("epochs",) if self.epochs != "auto" else ()
-        ):
+        if self.max_length is not None and self.max_length < 1:
+            raise UsageError(f"--max-length must be >= 1, got {self.max_length}")
+        if not 0 <= self.lora_dropout < 1:
+            raise UsageError(f"--lora-dropout must be in [0, 1), got {self.lora_dropout}")
+        for name in ("checkpoint_every", "patience", "max_epochs") + (("epochs",) if self.epochs != "auto" else ()):
             if getattr(self, name) < 1:
                 raise UsageError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
         if self.batch_size is not None and self.batch_size < 1:
@@ -241,223 +246,6 @@ def data_digest(path: Path, data: Any) -> str:
     return digest.hexdigest()
 
 
-class _TrainState:
-    """The resumable state directory beside --out."""
-
-    def __init__(self, out: Path) -> None:
-        self.root = out.parent / f".{out.name}.train-state"
-        self.latest = self.root / "latest"
-
-    def exists(self) -> bool:
-        if not self.latest.exists():
-            # Killed between save()'s two renames: "tmp" is complete (latest is moved aside only
-            # once it is written, state.json last), else "old" is the last complete state.
-            for fallback in (self.root / "tmp", self.root / "old"):
-                if all((fallback / f).is_file() for f in STATE_FILES):
-                    try:
-                        fallback.rename(self.latest)
-                    except OSError:  # another rank of a torchrun job got there first
-                        pass
-                    break
-        return all((self.latest / f).is_file() for f in STATE_FILES)
-
-    def save(self, model: Any, optimizer: Any, scheduler: Any, info: dict[str, Any]) -> None:
-        import torch
-        from safetensors.torch import save_file
-
-        tmp = self.root / "tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp / "model.safetensors"))
-        torch.save(
-            {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state()},
-            tmp / "optim.pt",
-        )
-        (tmp / "state.json").write_text(json.dumps(info, indent=2))
-        old = self.root / "old"
-        shutil.rmtree(old, ignore_errors=True)
-        if self.latest.exists():
-            self.latest.rename(old)
-        tmp.rename(self.latest)
-        shutil.rmtree(old, ignore_errors=True)
-
-    def _refuse(self, what: str, why: str) -> ArtifactError:
-        return ArtifactError(
-            f"{self.latest / what}: not a training state this run can resume ({why}); "
-            "rerun without --resume to start over (that clears it)"
-        )
-
-    def info(self) -> dict[str, Any]:
-        """state.json (a mapping with the run's fingerprint), read without trusting it."""
-        try:
-            info = json.loads((self.latest / "state.json").read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, ValueError) as exc:
-            raise self._refuse("state.json", _brief(exc)) from None
-        if not isinstance(info, dict) or not isinstance(info.get("fingerprint"), dict):
-            raise self._refuse("state.json", "no fingerprint mapping")
-        return info
-
-    def load(self, model: Any, optimizer: Any, scheduler: Any) -> dict[str, Any]:
-        """Restore weights, optimizer, scheduler and RNG; anything unreadable or that does not fit
-        this run is an ArtifactError (one line), and nothing is unpickled beyond tensors."""
-        import torch
-        from safetensors.torch import load_file
-
-        info = self.info()
-        counters = ("epoch", "step", "global_step")
-        history = info.get("history")
-        scores = ("accuracy", "macro_f1", "loss")  # what the artifact's metrics are taken from
-        if not (
-            all(type(info.get(k)) is int and info[k] >= 0 for k in counters)
-            and isinstance(history, list)
-            and all(isinstance(h, dict) and all(isinstance(h.get(k), (int, float)) for k in scores) for h in history)
-        ):
-            raise self._refuse(
-                "state.json", "needs epoch, step and global_step (integers >= 0) and a history of epoch scores"
-            )
-        try:
-            weights = load_file(str(self.latest / "model.safetensors"))
-            model.load_state_dict(weights)
-        except Exception as exc:  # SafetensorError on junk; RuntimeError on missing or misshapen tensors
-            raise self._refuse("model.safetensors", _brief(exc)) from None
-        try:
-            # weights_only: tensors and plain containers only, never arbitrary objects (a planted
-            # pickle's code does not run: it is refused). torch raises UnpicklingError, RuntimeError,
-            # EOFError, IndexError... on junk, and warns about pickle protocols it did not write.
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                blob = torch.load(self.latest / "optim.pt", map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise self._refuse("optim.pt", _torch_load_reason(exc)) from None
-        try:
-            _check_optim_blob(blob, optimizer, scheduler)
-            optimizer.load_state_dict(blob["optimizer"])
-            _check_optimizer_state(optimizer)
-            scheduler.load_state_dict(blob["scheduler"])
-            torch.set_rng_state(blob["rng"])
-        except (ValueError, TypeError, KeyError, IndexError, AttributeError, RuntimeError) as exc:
-            raise self._refuse("optim.pt", _brief(exc)) from None
-        return info
-
-    def save_best(self, weights: dict[str, Any], epoch: int, logits: Any) -> None:
-        """The best epoch's weights and validation logits, written whole before they replace the last."""
-        from safetensors.torch import save_file
-
-        tmp, best = self.root / "best-tmp", self.root / "best"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        save_file({k: v.contiguous() for k, v in weights.items()}, str(tmp / "model.safetensors"))
-        np.save(tmp / "logits.npy", np.asarray(logits, dtype=np.float32), allow_pickle=False)
-        (tmp / "best.json").write_text(json.dumps({"epoch": epoch}))
-        shutil.rmtree(best, ignore_errors=True)
-        tmp.rename(best)
-
-    def load_best(self) -> tuple[dict[str, Any], int, Any] | None:
-        from safetensors.torch import load_file
-
-        best = self.root / "best"
-        if not (best / "best.json").is_file():
-            return None
-        try:
-            epoch = json.loads((best / "best.json").read_text())["epoch"]
-            weights = load_file(str(best / "model.safetensors"))
-            logits = np.load(best / "logits.npy", allow_pickle=False)
-        except Exception as exc:  # junk where the best epoch was kept
-            raise self._refuse("../best", _brief(exc)) from None
-        if type(epoch) is not int:
-            raise self._refuse("../best/best.json", "no epoch number")
-        return weights, epoch, logits
-
-    def clear(self) -> None:
-        shutil.rmtree(self.root, ignore_errors=True)
-
-
-def _brief(exc: BaseException) -> str:
-    """An exception's message on one line, shortened (torch's run over many lines)."""
-    return (" ".join(str(exc).split()) or type(exc).__name__)[:300]
-
-
-def _torch_load_reason(exc: BaseException) -> str:
-    """Why torch.load(weights_only=True) refused a file, without torch's advice to load it unsafely."""
-    text = str(exc)
-    if "WeightsUnpickler error:" in text:
-        detail = " ".join(text.split("WeightsUnpickler error:", 1)[1].split("Check the documentation")[0].split())
-        return f"it holds more than tensors: {detail}"[:300]
-    return _brief(exc).split(". ")[0]
-
-
-def _check_optim_blob(blob: Any, optimizer: Any, scheduler: Any) -> None:
-    """The shape of what ``_TrainState.save`` writes, before any of it is loaded: a scheduler state
-    with other keys or types would be written into the scheduler object as it is."""
-    import torch
-
-    if not isinstance(blob, dict) or set(blob) != {"optimizer", "scheduler", "rng"}:
-        raise ValueError("expected a mapping of optimizer, scheduler and rng")
-    own = scheduler.state_dict()
-    theirs = blob["scheduler"]
-    if not isinstance(theirs, dict) or set(theirs) != set(own):
-        raise ValueError(f"the scheduler state has other keys than {', '.join(sorted(own))}")
-    for key, value in own.items():
-        if value is not None and type(theirs[key]) is not type(value):
-            raise ValueError(f"scheduler '{key}' is {type(theirs[key]).__name__}, not {type(value).__name__}")
-    rng, expected = blob["rng"], torch.get_rng_state()
-    if not isinstance(rng, torch.Tensor) or rng.dtype != expected.dtype or rng.shape != expected.shape:
-        raise ValueError("rng is not a CPU generator state")
-    if not isinstance(blob["optimizer"], dict):
-        raise ValueError("the optimizer state is not a mapping")
-
-
-def _check_optimizer_state(optimizer: Any) -> None:
-    """Each parameter's moments must have the parameter's shape (else the first step fails deep in AdamW)."""
-    import torch
-
-    for group in optimizer.param_groups:
-        for param in group["params"]:
-            for key, value in optimizer.state.get(param, {}).items():
-                if isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape != param.shape:
-                    raise ValueError(
-                        f"optimizer '{key}' has shape {list(value.shape)} for a parameter of {list(param.shape)}"
-                    )
-
-
-@dataclass(frozen=True)
-class _Dist:
-    """This process's place in a torchrun job (rank 0 of 1 when run plainly)."""
-
-    rank: int = 0
-    world: int = 1
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    def barrier(self) -> None:
-        if self.world > 1:
-            import torch.distributed as dist
-
-            dist.barrier()
-
-
-def _distributed() -> _Dist:
-    """Join the process group torchrun set up (WORLD_SIZE > 1); gloo, since training runs on CPU."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return _Dist()
-    import torch.distributed as dist
-
-    if not dist.is_initialized():
-        dist.init_process_group("gloo")
-    return _Dist(dist.get_rank(), dist.get_world_size())
-
-
-def _global_batches(n: int, order: list[int], batch_size: int, world: int, per_rank: int = 1) -> list[list[int]]:
-    """Global batches in ``order``. A final batch too small to give each process ``per_rank``
-    samples is dropped: every process must take part in every gradient all-reduce, and BatchNorm
-    cannot train on a single sample."""
-    batches = [order[start : start + batch_size] for start in range(0, n, batch_size)]
-    return [b for b in batches if len(b) >= world * per_rank]
-
-
 def _evaluate(recipe: Any, labels: list[str]) -> dict[str, Any]:
     """The epoch's validation figures (history keeps accuracy, macro-F1, loss), and its logits."""
     from edgeptm.metrics import classification_metrics
@@ -483,6 +271,16 @@ def finetune(opts: FinetuneOptions, out: str | Path, force: bool = False) -> Art
     check_out_dir(out, force, inputs)
     _check_state_apart(out, inputs)
     spec = resolve_model(opts.model)
+    if opts.task is not None and opts.task != spec.task:
+        raise UsageError(f"--task {opts.task}: {opts.model} is a {spec.task} model")
+    if spec.task == "text-generation":
+        from edgeptm.lm_finetuning import finetune_lm
+
+        return finetune_lm(spec, opts, out, force, inputs)
+    if opts.full or opts.lora_targets:
+        raise UsageError(f"--full and --lora-* are for generators (causal LMs), not {opts.model}")
+    if opts.max_length is None:
+        opts.max_length = 128
     task = get_task(spec.task)
     if spec.task == "image-classification":
         spec = spec.with_options(opts.weights, opts.pretrained, opts.image_size)

@@ -247,7 +247,8 @@ MANIFEST = Record(
         "labels": Opt(List(Str(max_chars=4096))),
         "files": Map(FILE),
         "io": Record(
-            {"inputs": List(TENSOR, min_items=1, max_items=64), "outputs": List(TENSOR, min_items=1, max_items=64)},
+            # a decoder lists its KV cache: two tensors per layer each way
+            {"inputs": List(TENSOR, min_items=1, max_items=512), "outputs": List(TENSOR, min_items=1, max_items=512)},
             required=("inputs", "outputs"),
         ),
         "preprocessing": Opt(
@@ -276,6 +277,14 @@ MANIFEST = Record(
                     "library": Str(),
                     "arch": Str(),
                     "normalize": Bool(),
+                    "lm_config": RelPath(),
+                    "model_type": Str(),
+                    "num_layers": Int(1, 4096),
+                    "num_attention_heads": Int(1, 4096),
+                    "num_key_value_heads": Int(1, 4096),
+                    "head_dim": Int(1, 4096),
+                    "vocab_size": Int(1, 10_000_000),
+                    "context_length": Int(1, MAX_TOKENS),
                 }
             )
         ),
@@ -334,6 +343,7 @@ MODEL_KEYS: dict[str, tuple[str, ...]] = {
     "text-classification": ("encoder_type", "encoder_config", "pooling"),
     "feature-extraction": ("encoder_type", "encoder_config", "pooling"),
     "image-classification": ("library", "arch"),
+    "text-generation": ("model_type", "lm_config", "num_layers", "num_key_value_heads", "head_dim", "vocab_size"),
 }
 
 
@@ -416,7 +426,7 @@ def check_paths(root: Path, manifest: dict[str, Any]) -> None:
     """Every path the manifest names stays inside ``root`` once symlinks are resolved."""
     base = root.resolve()
     named = [(f"files.{role}.path", entry["path"]) for role, entry in manifest["files"].items()]
-    for section, key in (("preprocessing", "tokenizer"), ("model", "encoder_config")):
+    for section, key in (("preprocessing", "tokenizer"), ("model", "encoder_config"), ("model", "lm_config")):
         value = (manifest.get(section) or {}).get(key)
         if value is not None:
             named.append((f"{section}.{key}", value))

@@ -118,3 +118,80 @@ def tiny_int8(tiny_onnx, tmp_path_factory: pytest.TempPathFactory):
     from edgeptm.quantization import quantize
 
     return quantize(tiny_onnx, tmp_path_factory.mktemp("stages") / "int8")
+
+
+CHATML = (
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + "
+    "'<|im_end|>' + '\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+def build_tiny_lm(directory: Path, family: str = "llama", tie: bool = True, seed: int = 0) -> Path:
+    """A 2-layer causal LM (grouped-query attention, 2 KV heads for 4 query heads) with a byte-level BPE
+    tokenizer trained here on the test reviews, ChatML special tokens and a chat template."""
+    import csv
+
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedTokenizerFast
+
+    texts = [row["text"] for row in csv.DictReader(open(REVIEWS, encoding="utf-8"))]
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    special = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    trainer = trainers.BpeTrainer(
+        vocab_size=400, special_tokens=special, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    bpe.train_from_iterator(texts, trainer)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=bpe, eos_token="<|im_end|>", bos_token="<|im_start|>", pad_token="<|endoftext|>"
+    )
+    tokenizer.chat_template = CHATML
+    torch.manual_seed(seed)
+    extra = {"attention_bias": False} if family == "llama" else {}
+    config = AutoConfig.for_model(
+        family,
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        tie_word_embeddings=tie,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        **extra,
+    )
+    model = AutoModelForCausalLM.from_config(config)
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def tiny_lm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_lm(tmp_path_factory.mktemp("tiny-lm"))
+
+
+@pytest.fixture(scope="session")
+def lm_data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """Prompt/completion JSONL from the test reviews: "Write a <label> review." -> "Here is a <label>
+    review: <the review>" (the fixed opening gives the fine-tuned tiny model tokens it is sure of)."""
+    import csv
+    import json
+
+    rows = list(csv.DictReader(open(REVIEWS, encoding="utf-8")))
+    root = tmp_path_factory.mktemp("lm-data")
+    paths = []
+    for name, part in (("train", rows[: int(len(rows) * 0.8)]), ("val", rows[int(len(rows) * 0.8) :])):
+        path = root / f"{name}.jsonl"
+        with open(path, "w", encoding="utf-8") as fh:
+            for row in part:
+                label = row["label"]
+                completion = f"Here is a {label} review: {row['text']}"
+                fh.write(json.dumps({"prompt": f"Write a {label} review.", "completion": completion}) + "\n")
+        paths.append(path)
+    return paths[0], paths[1]

@@ -31,6 +31,8 @@ PAUSE_S = 0.05  # between rounds, so a worker's spinning threads go idle before 
 SCENARIOS = ("single-stream", "offline")
 SEARCH_SECONDS = 0.5  # offline: timed seconds per batch size tried
 SAMPLES_KEPT = 1000  # latencies kept per result for plots (evenly spread over the run)
+DEFAULT_PROMPT_LEN = 64  # generators: prompt tokens
+GENERATION_RUNS = 5  # generators: timed requests per artifact (each ~0.1-10 s), unless --iterations
 
 
 @dataclass
@@ -55,6 +57,9 @@ class BenchOptions:
     thread_counts: list[int] | None = None
     providers: list[str] | None = None  # ONNX Runtime execution providers: cpu, cuda, ... (ort_backend.PROVIDERS)
     max_batch: int = 256  # offline: the largest batch size the search tries
+    # Generators: prompt length(s) in tokens (a list sweeps) and tokens generated per run (EOS ignored).
+    prompt_lens: list[int] | None = None
+    new_tokens: int = 128
     # Digests ('sha256:...') of artifacts the caller vouches for: each must match one artifact, and
     # pins it (its native code, if any, loads without 'edgeptm trust').
     digests: tuple[str, ...] = ()
@@ -89,14 +94,19 @@ class BenchOptions:
             "image_size": self.image_sizes or [None],
             "threads": self.thread_counts or [settings["threads"]],
             "provider": self.providers or [None],
+            "prompt_len": self.prompt_lens or [DEFAULT_PROMPT_LEN],
         }
         for key, values in sweep.items():
             if any(v is not None and isinstance(v, int) and v < 1 for v in values):
                 raise UsageError(f"sweep {key}: every value must be >= 1, got {values}")
         if self.scenario == "offline" and self.batch_sizes:
             raise UsageError("--scenario offline searches the batch size itself: drop the batch-size list")
+        if self.new_tokens < 1:
+            raise UsageError(f"--new-tokens must be >= 1, got {self.new_tokens}")
         settings["sweep"] = sweep
         settings["max_batch"] = self.max_batch
+        settings["new_tokens"] = self.new_tokens
+        settings["generation_runs"] = self.iterations or GENERATION_RUNS
         return settings
 
 
@@ -105,7 +115,7 @@ def sweep_points(settings: dict[str, Any]) -> list[dict[str, Any]]:
     import itertools
 
     sweep = settings["sweep"]
-    keys = ("provider", "threads", "image_size", "seq_len", "batch_size")
+    keys = ("provider", "threads", "prompt_len", "image_size", "seq_len", "batch_size")
     return [dict(zip(keys, values)) for values in itertools.product(*(sweep[k] for k in keys))]
 
 
@@ -115,6 +125,10 @@ def _applies(artifact: Any, point: dict[str, Any], settings: dict[str, Any]) -> 
     repeated: the artifact runs at their first value only."""
     sweep = settings["sweep"]
     text = artifact.view.text
+    if not generative(artifact) and point["prompt_len"] != sweep["prompt_len"][0]:
+        return False
+    if generative(artifact):  # a prompt length, not a sequence length or a batch of inputs
+        return point["seq_len"] == sweep["seq_len"][0] and point["image_size"] == sweep["image_size"][0]
     if not text and point["seq_len"] != sweep["seq_len"][0]:
         return False
     if text and point["image_size"] != sweep["image_size"][0]:
@@ -122,8 +136,14 @@ def _applies(artifact: Any, point: dict[str, Any], settings: dict[str, Any]) -> 
     return artifact.kind == "onnx" or point["provider"] == sweep["provider"][0]
 
 
+def generative(artifact: Any) -> bool:
+    return artifact.task == "text-generation"
+
+
 def _static_shape_reason(artifact: Any, point: dict[str, Any]) -> str | None:
     """An image size an exported graph cannot take (its height and width are fixed)."""
+    if generative(artifact):
+        return None if point["batch_size"] == 1 else "a generator is timed one request at a time (batch 1)"
     size = point["image_size"]
     if size is None or artifact.kind == "checkpoint" or artifact.view.text:
         return None
@@ -182,6 +202,25 @@ def bench(paths: list[str | Path], options: BenchOptions | None = None) -> dict[
 def _row(artifact: Any, point: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
     manifest = artifact.manifest
     text = artifact.view.text
+    if generative(artifact):
+        metrics = manifest.get("metrics") or {}
+        return {
+            "artifact": str(artifact.path),
+            "variant": artifact.path.name,
+            "kind": artifact.kind,
+            "precision": manifest.get("precision"),
+            "scenario": "generation",
+            "batch_size": point["batch_size"],
+            "seq_len": None,
+            "image_size": None,
+            "prompt_len": point["prompt_len"],
+            "new_tokens": settings["new_tokens"],
+            "threads": point["threads"],
+            "provider": point["provider"] if artifact.kind == "onnx" else None,
+            "size_mb": artifact.size_bytes(["model", "weights"]) / 1e6,
+            "accuracy": None,
+            "perplexity": metrics.get("perplexity"),
+        }
     return {
         "artifact": str(artifact.path),
         "variant": artifact.path.name,
@@ -227,13 +266,17 @@ def _bench_point(
             ask, per_round = "run_for", settings["duration"] / rounds
             plan = f"{rounds} interleaved rounds of {per_round:.2f} s"
         else:
-            rounds = min(settings["rounds"], settings["iterations"])
-            ask, per_round = "run", math.ceil(settings["iterations"] / rounds)
+            runs = (
+                settings["generation_runs"] if artifacts and all(map(generative, artifacts)) else settings["iterations"]
+            )
+            rounds = min(settings["rounds"], runs)
+            ask, per_round = "run", math.ceil(runs / rounds)
             plan = f"{rounds} interleaved rounds of {per_round} runs"
         times: dict[int, list[float]] = {i: [] for i in live}
         e2e: dict[int, list[float]] = {i: [] for i in live}
         infos = {i: workers[i]["info"] for i in live}
         peaks: dict[int, float] = {}
+        gen: dict[int, dict[str, list[float]]] = {i: {"ttft": [], "steps": []} for i in live}
         for r in range(rounds):
             # Rotate the starting worker each round: no variant always runs first after the pause.
             for k in range(len(live)):
@@ -248,6 +291,8 @@ def _bench_point(
                     workers[i] = None
                     continue
                 times[i].extend(reply["times"])
+                for key in ("ttft", "steps"):
+                    gen[i][key].extend(reply.get(key) or [])
                 e2e[i].extend(reply["e2e"])
                 peaks[i] = reply["peak_rss_mb"]
                 time.sleep(PAUSE_S)
@@ -258,9 +303,28 @@ def _bench_point(
     for i in live:
         if "status" not in rows[i]:
             rows[i].update(_timed(infos[i], times[i], e2e[i], rows[i]["batch_size"], peaks[i]))
+            if gen[i]["ttft"]:
+                rows[i].update(generation_figures(gen[i]["ttft"], gen[i]["steps"]))
+                # a run is a whole request: few of them, each hundreds of timed decode steps
+                rows[i]["warnings"] = [w for w in rows[i]["warnings"] if not w.startswith("short:")]
     for row in rows:
         row.setdefault("status", "ok")
     return rows, plan
+
+
+def generation_figures(ttft: list[float], steps: list[float]) -> dict[str, Any]:
+    """Time to first token (median over runs) and decode speed (1000 / the median decode step over
+    every generated token of every run: one slow step does not move it)."""
+    import statistics
+
+    step = statistics.median(steps) if steps else None
+    return {
+        "ttft_ms": statistics.median(ttft),
+        "ttft_p90_ms": sorted(ttft)[min(len(ttft) - 1, int(0.9 * len(ttft)))],
+        "decode_ms_per_token": step,
+        "decode_tokens_per_s": 1000.0 / step if step else None,
+        "decode_steps": len(steps),
+    }
 
 
 def _search(worker: dict[str, Any], row: dict[str, Any], settings: dict[str, Any]) -> None:

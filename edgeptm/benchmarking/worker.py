@@ -34,13 +34,20 @@ class Session:
             artifact, config.get("backend"), config["threads"], config.get("provider"), config.get("digest")
         )
         self.load_s = time.perf_counter() - started
+        self.generative = artifact.task == "text-generation"
+        self.ttft: list[float] = []
+        self.steps: list[float] = []
+        self.first_ms: float | None = None
+        if self.generative:
+            return
         self.pre = self.predictor.preprocessor
         if config.get("image_size"):
             self.pre = self.pre.at_size(config["image_size"])
-        self.first_ms: float | None = None
 
     def prepare(self, batch_size: int) -> dict[str, Any]:
         """Build the feed for ``batch_size``, run it once (cold start the first time), warm up."""
+        if self.generative:
+            return self.prepare_generation()
         predictor, pre, seq_len = self.predictor, self.pre, self.config["seq_len"]
         inputs = pre.sample_inputs(batch_size)
         feed = pre.encode(inputs, seq_len)
@@ -72,10 +79,50 @@ class Session:
             "batch_size": batch_size,
         }
 
+    def prepare_generation(self) -> dict[str, Any]:
+        """A generator: one run is one request - a ``prompt_len``-token prompt, then ``new_tokens``
+        tokens greedily (EOS ignored, so every run generates the same count)."""
+        generator, length, new = self.predictor, self.config["prompt_len"], self.config["new_tokens"]
+        ids = prompt_of_length(generator.tokenizer, length)
+
+        def generate() -> None:
+            steps = [ms for _, ms in generator.generate_ids(ids, new, ignore_eos=True)]
+            self.ttft.append(steps[0])
+            self.steps.extend(steps[1:])
+
+        self.call = self.e2e = generate
+        self.wake = lambda: list(generator.generate_ids(ids[:8], 2, ignore_eos=True))  # threads up, no record
+        tick = time.perf_counter()
+        generate()
+        self.first_ms = (time.perf_counter() - tick) * 1000 if self.first_ms is None else self.first_ms
+        self.ttft.clear()
+        self.steps.clear()
+        return {
+            "backend": generator.name,
+            "timed": f"one request: a {length}-token prompt (prefill) and {new} generated tokens, greedy, "
+            "sampling included, tokenization excluded",
+            "timed_end_to_end": "the same",
+            "load_s": self.load_s,
+            "first_inference_ms": self.first_ms,
+            "warmup_runs": 1,
+            "warmup_settled": True,
+            "max_batch": 1,
+            "backend_settings": getattr(generator.backend, "settings", None),
+            "batch_size": 1,
+        }
+
+    def drain(self) -> dict[str, list[float]]:
+        """The generation figures gathered since the last call."""
+        out = {"ttft": list(self.ttft), "steps": list(self.steps)}
+        self.ttft.clear()
+        self.steps.clear()
+        return out
+
     def time(self, call: Any, message: str, amount: float) -> list[float]:
         clock = time.perf_counter_ns
+        wake = getattr(self, "wake", None) or call
         for _ in range(REWARM):  # wake the thread pool that idled while the other workers ran
-            call()
+            wake()
         times: list[float] = []
         deadline = clock() + int(amount * 1e9) if message == "run_for" else None
         while (len(times) < amount) if deadline is None else (clock() < deadline or not times):
@@ -119,6 +166,9 @@ def _serve(conn: Any, config: dict[str, Any]) -> None:
             continue
         times = session.time(session.call, message, amount)
         # End to end (preprocessing + run + postprocessing) as its own, smaller sample of the round.
+        if session.generative:  # a run is already a whole request; no separate end-to-end sample
+            conn.send(("times", {"times": times, "e2e": [], "peak_rss_mb": peak_rss_mb(), **session.drain()}))
+            continue
         e2e = [] if not config.get("e2e", True) else session.time(session.e2e, message, _quarter(message, amount))
         conn.send(("times", {"times": times, "e2e": e2e, "peak_rss_mb": peak_rss_mb()}))
     session.predictor.close()
@@ -126,6 +176,21 @@ def _serve(conn: Any, config: dict[str, Any]) -> None:
 
 def _quarter(message: str, amount: float) -> float:
     return amount / 4 if message == "run_for" else max(3, int(amount) // 4)
+
+
+# The benchmark prompt: plain English, repeated until it is long enough, then cut to the length asked.
+PROMPT_TEXT = (
+    "The city council met on Tuesday evening to discuss the new library, which has been closed for repairs "
+    "since the spring floods. Residents asked when the children's reading room would open again, and the "
+    "architect explained that the roof, the heating and the old wooden shelves all had to be replaced. "
+)
+
+
+def prompt_of_length(tokenizer: Any, length: int) -> list[int]:
+    ids = tokenizer.encode(PROMPT_TEXT)
+    if not ids:
+        raise ValueError("the tokenizer gives no tokens for the benchmark prompt")
+    return (ids * (length // len(ids) + 1))[:length]
 
 
 OFFLINE_GAIN = 1.03  # a batch size must beat the best so far by 3% to keep the search going

@@ -46,6 +46,31 @@ def format_report(report: dict) -> str:
             latency,
         ),
     ]
+    generation = [r for r in results if r.get("scenario") == "generation" and r.get("status", "ok") == "ok"]
+    if generation:
+        lines.append("")
+        lines.append(
+            table(
+                ["variant", "precision", "prompt", "new", "threads", "TTFT ms", "decode tok/s", "request p50 ms"]
+                + ["perplexity", "size MB", "peak RSS MB"],
+                [
+                    [
+                        r["variant"],
+                        r["precision"],
+                        r["prompt_len"],
+                        r["new_tokens"],
+                        r["threads"],
+                        r["ttft_ms"],
+                        r["decode_tokens_per_s"],
+                        r["p50_ms"],
+                        r.get("perplexity"),
+                        r["size_mb"],
+                        r["peak_rss_mb"],
+                    ]
+                    for r in generation
+                ],
+            )
+        )
     for r in results:
         if r.get("search"):
             tried = ", ".join(
@@ -104,6 +129,19 @@ def command() -> None:
 @click.option("--seq-len", callback=_ints, default=None, help="Text: sequence length(s), e.g. 64,128 [default: 128].")
 @click.option("--image-size", callback=_ints, default=None, help="Images: size(s) to sweep, e.g. 96,224.")
 @click.option(
+    "--prompt-len",
+    callback=_ints,
+    default=None,
+    help="Generators: prompt tokens, or a list to sweep, e.g. 64,256 [default: 64].",
+)
+@click.option(
+    "--new-tokens",
+    type=click.IntRange(min=1),
+    default=128,
+    show_default=True,
+    help="Generators: tokens generated per request (EOS ignored).",
+)
+@click.option(
     "--threads", callback=_ints, default=None, help="Intra-op threads, or a list to sweep [default: profile's]."
 )
 @click.option(
@@ -157,10 +195,14 @@ def run(
     image_size: list[int] | None,
     threads: list[int] | None,
     provider: str | None,
+    prompt_len: list[int] | None,
     **kwargs,
 ) -> None:
     """Time ARTIFACTS side by side, each in its own process: PyTorch eager for checkpoints, ONNX
-    Runtime for ONNX, an engine on its runtime. Lists sweep every combination."""
+    Runtime for ONNX, an engine on its runtime. Lists sweep every combination.
+
+    Generators (causal LMs) are timed per request: time to first token for a --prompt-len prompt,
+    decode tokens/s (1000 / the median decode step), the whole request, peak RSS and size."""
     from edgeptm.benchmarking import BenchOptions, bench
     from edgeptm.artifacts import check_output_paths
     from edgeptm.benchmarking.report import report_paths
@@ -182,6 +224,7 @@ def run(
         threads=threads[0] if threads and len(threads) == 1 else None,
         thread_counts=threads if threads and len(threads) > 1 else None,
         providers=[p.strip() for p in provider.split(",")] if provider else None,
+        prompt_lens=prompt_len,
         **kwargs,
     )
     report = bench(list(artifacts), options)

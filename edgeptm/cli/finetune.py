@@ -11,14 +11,15 @@ from edgeptm.cli.common import force_option, options, out_option, threads_option
 @click.option(
     "--model",
     required=True,
-    help="minilm-l6, hf:<dir-or-id>, efficientnet-lite0, torchvision:<name>, timm:<name> (see 'edgeptm models').",
+    help="minilm-l6, smollm2-135m, hf:<dir-or-id>, efficientnet-lite0, torchvision:<name>, timm:<name> "
+    "(see 'edgeptm models').",
 )
 @click.option(
     "--train",
     required=True,
     type=click.Path(),
     help="Labelled data: text as .csv/.tsv/.jsonl/.json; images as a folder with one sub-folder per class, "
-    "or a .csv of path,label.",
+    "or a .csv of path,label. Generators: JSONL of prompt/completion, messages or text rows, or plain text.",
 )
 @click.option(
     "--val",
@@ -84,7 +85,25 @@ from edgeptm.cli.common import force_option, options, out_option, threads_option
     help="balanced: the loss weighs each class by the inverse of its share (for skewed labels).",
 )
 @click.option(
-    "--max-length", type=int, default=128, show_default=True, help="Tokens per text (longer ones are truncated)."
+    "--max-length",
+    type=int,
+    default=None,
+    help="Tokens per text or example (longer ones are cut) [default: 128; generators 512].",
+)
+@click.option(
+    "--task",
+    type=click.Choice(["text-classification", "image-classification", "text-generation"]),
+    default=None,
+    help="What to train [default: the model's own: text-generation for a causal LM such as smollm2-135m].",
+)
+@click.option("--full", is_flag=True, help="Generators: train every weight instead of LoRA adapters.")
+@click.option("--lora-rank", type=int, default=16, show_default=True, help="Generators: LoRA rank.")
+@click.option("--lora-alpha", type=int, default=None, help="Generators: LoRA alpha [default: 2 x rank].")
+@click.option("--lora-dropout", type=float, default=0.05, show_default=True, help="Generators: LoRA dropout.")
+@click.option(
+    "--lora-targets",
+    default=None,
+    help="Generators: comma-separated module names to adapt [default: every attention and MLP projection].",
 )
 @click.option("--freeze-backbone", is_flag=True, help="Train the new head only; the pretrained backbone stays fixed.")
 @click.option(
@@ -113,7 +132,10 @@ from edgeptm.cli.common import force_option, options, out_option, threads_option
 )
 @options(threads_option, out_option, force_option)
 def command(out: str, force: bool, no_pretrained: bool, no_augment: bool, **kwargs) -> None:
-    """Fine-tune a pretrained text or image model for classification; writes a checkpoint artifact.
+    """Fine-tune a pretrained model on your data; writes a checkpoint artifact.
+
+    Classifiers (text, images) train a new head on labelled data; generators (causal LMs) train LoRA
+    adapters (or every weight with --full) on prompt/completion pairs, with the loss on completions.
 
     \b
     Several processes (data parallel, CPU/gloo): torchrun --nproc-per-node N -m edgeptm.cli finetune ...
@@ -126,6 +148,13 @@ def command(out: str, force: bool, no_pretrained: bool, no_augment: bool, **kwar
     if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 speaks for the job
         return
     click.echo(f"checkpoint: {artifact.path}")
+    if artifact.task == "text-generation":
+        m = artifact.metrics
+        click.echo(
+            f"validation perplexity {m['perplexity']:.3f} (base model {m['perplexity_before']:.3f}) on "
+            f"{m['val_tokens']} completion tokens ({artifact.manifest['training']['validation']})"
+        )
+        return
     for line in summary_lines(artifact):
         click.echo(line)
 

@@ -9,9 +9,10 @@ from edgeptm.cli.common import force_option, options, out_option, profile_option
 @click.argument("onnx_artifact", type=click.Path())
 @click.option(
     "--mode",
-    type=click.Choice(["dynamic-int8", "static-int8", "fp16"]),
+    type=click.Choice(["dynamic-int8", "static-int8", "fp16", "int4", "int8"]),
     default=None,
-    help="Quantization mode [default: profile's, else dynamic-int8 for text, static-int8 (QDQ) for images].",
+    help="Quantization mode [default: profile's, else dynamic-int8 for text, static-int8 (QDQ) for images, "
+    "int4 for generators]. Generators: int4 or int8 (= dynamic-int8) weight-only blocks.",
 )
 @click.option(
     "--val",
@@ -55,6 +56,36 @@ from edgeptm.cli.common import force_option, options, out_option, profile_option
     help="static-int8: uint8 activations (fastest on ONNX Runtime CPU) or symmetric int8 (the form GPU "
     "compilers build) [default: profile's, else uint8].",
 )
+@click.option(
+    "--block-size", type=click.IntRange(min=16), default=None, help="Generators: weights per block [default: 32]."
+)
+@click.option(
+    "--weight-method",
+    type=click.Choice(["auto", "rtn", "search", "imatrix", "gptq"]),
+    default=None,
+    help="Generators: how block scales are chosen: rtn (round to nearest), search (data-free error search), "
+    "imatrix (error weighted by activations on calibration text), gptq [default: imatrix when there is "
+    "calibration text, else search].",
+)
+@click.option(
+    "--embedding-bits",
+    type=click.Choice(["4", "8", "32"]),
+    default=None,
+    callback=lambda ctx, param, value: int(value) if value else None,
+    help="Generators: the token embedding / LM head table [default: 8].",
+)
+@click.option(
+    "--accuracy-level",
+    type=click.IntRange(0, 4),
+    default=None,
+    help="Generators: MatMulNBits compute, 4 = int8 activations (fastest on CPU), 0 = float [default: 4].",
+)
+@click.option(
+    "--max-perplexity-increase",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Generators: fail, writing nothing, if validation perplexity rises by more than this many percent.",
+)
 @click.option("--fp16-io", is_flag=True, help="fp16: float16 inputs and outputs too [default: float32 at the edges].")
 @options(profile_option, out_option, force_option)
 def command(onnx_artifact: str, out: str, force: bool, **kwargs) -> None:
@@ -69,6 +100,22 @@ def command(onnx_artifact: str, out: str, force: bool, **kwargs) -> None:
 
     artifact = quantize(onnx_artifact, out, QuantizeOptions(**kwargs), force=force)
     m = artifact.metrics
+    if artifact.task == "text-generation":
+        q = artifact.manifest["quantization"]
+        click.echo(f"{q['mode']} ({q['weights']}, {q['method']}): {artifact.path}")
+        v = artifact.manifest["validation"]
+        click.echo(
+            f"greedy tokens agreeing with the parent: {v['greedy_tokens_agreeing']}/{v['greedy_tokens']} "
+            f"on {v['prompts']} prompts"
+        )
+        if m.get("perplexity") is None:
+            click.echo("perplexity not measured (no validation examples; pass --val)")
+        else:
+            click.echo(
+                f"perplexity {m['perplexity']:.3f} (parent {m['parent_perplexity']:.3f}, "
+                f"{m['perplexity_increase_pct']:+.2f}%) on {m['val_tokens']} tokens"
+            )
+        return
     click.echo(f"{artifact.manifest['quantization']['mode']}: {artifact.path}")
     if m.get("accuracy") is None:
         click.echo("accuracy not measured (no labelled data; pass --val)")

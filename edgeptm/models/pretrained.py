@@ -6,6 +6,8 @@ as an ordinary checkpoint artifact (weights as safetensors, manifest, checksums)
 takes it from there:
 
 - image classifiers keep their ImageNet-1k head, with the class names as labels;
+- causal LMs (``smollm2-135m``) are written as they load: a generator with its tokenizer and
+  chat template;
 - text encoders become sentence-embedding models (task ``feature-extraction``): the encoder, its
   own pooling, and the L2 normalisation sentence-transformers applies, so exported and quantized
   graphs give the same vectors as the PyTorch model.
@@ -59,6 +61,8 @@ def pretrained_artifact(name: str) -> Artifact:
         log.info("%s: materialising the pretrained model as-is into %s (once)", name, out)
         if spec.task == "image-classification":
             return _image_as_is(spec, out)
+        if spec.task == "text-generation":
+            return _causal_as_is(spec, out)
         return _text_as_is(spec, out)
 
 
@@ -189,3 +193,28 @@ def _max_seq_length(spec: Any, tokenizer: Any) -> int:
         if isinstance(value, int) and value > 0:
             return value
     return min(int(getattr(tokenizer, "model_max_length", 512) or 512), 512)
+
+
+def _causal_as_is(spec: Any, out: Path) -> Artifact:
+    from edgeptm.models.causal import checkpoint_io, lm_preprocessing, model_record, save_lm
+
+    model, tokenizer = spec.load_model(), spec.load_tokenizer()
+    record = {**model_record(spec.name, model), "as_is": True}
+    if spec.note:
+        record["note"] = spec.note
+    with ArtifactWriter(out, force=True) as writer:
+        save_lm(model, tokenizer, writer)
+        return writer.finish(
+            "checkpoint",
+            {
+                "task": "text-generation",
+                "labels": [],
+                "model": record,
+                "io": checkpoint_io(record),
+                "preprocessing": lm_preprocessing(tokenizer, model, record),
+                "precision": "fp32",
+                "parents": [],
+                "training": None,
+                "metrics": {"perplexity": None, "note": "pretrained as-is; no validation text here"},
+            },
+        )

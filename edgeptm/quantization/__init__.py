@@ -70,6 +70,12 @@ class QuantizeOptions:
     fp16_io: bool = False  # fp16: float16 inputs/outputs too (default: float32 at the edges)
     activations: str | None = None  # static-int8: uint8 (ONNX Runtime CPU) | int8 (symmetric, for GPU compilers)
     profile: str | Profile | None = None
+    # generators (edgeptm.quantization.generative): weight-only int4 / int8
+    block_size: int | None = None  # weights per block and scale (default 32)
+    weight_method: str | None = None  # auto | rtn | search | imatrix | gptq
+    embedding_bits: int | None = None  # the embedding / LM head table: 4, 8 (default) or 32 (float)
+    accuracy_level: int | None = None  # MatMulNBits compute: 4 = int8 activations (default), 0 = float
+    max_perplexity_increase: float | None = None  # percent; refuse a result beyond it
 
 
 @dataclass
@@ -189,6 +195,10 @@ def quantize(
         lambda a: a.kind == "onnx" and a.manifest.get("precision") == "fp32",
         inputs=inputs,
     )
+    if artifact.task == "text-generation":  # weight-only int4 / int8, gated on perplexity
+        from edgeptm.quantization.generative import quantize_decoder
+
+        return quantize_decoder(artifact, out, options, force, inputs)
     task = get_task(artifact.task)
     section = profile.quantize if profile else None
     mode = pick(options.mode, section and section.mode, DEFAULT_MODE.get(artifact.task, "dynamic-int8"))

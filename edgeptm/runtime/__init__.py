@@ -3,11 +3,15 @@
 predictor = edgeptm.load("runs/minilm-int8")
 predictor.predict(["a gripping, beautifully shot film"])
 # [Prediction(label='fresh', score=0.97)]
+
+generator = edgeptm.load("runs/smollm2-int4")   # a causal LM: a Generator
+generator.generate("Write a haiku about rain").text
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from edgeptm.artifacts import Artifact
 from edgeptm.sources import open_source
@@ -22,12 +26,17 @@ def load(
     threads: int | None = None,
     provider: str | None = None,
     digest: str | None = None,
-) -> Predictor:
+) -> Predictor | Any:
     """Open an artifact (manifest checked, checksums verified) on its runtime, with its
     preprocessing attached. ``provider``: ONNX Runtime's execution provider (cpu, cuda, or another it has)
     for ONNX artifacts. ``digest`` ('sha256:...', as 'edgeptm verify' prints): load only that
     artifact, and trust its native code (compiled engines that hold some) without 'edgeptm trust'."""
     artifact = open_source(path)  # a directory, or a registered model used as-is
+    if artifact.task == "text-generation":  # a Generator: generate(), stream(), perplexity()
+        from edgeptm.runtime.generator import open_generator
+
+        opened = None if artifact.kind == "checkpoint" else open_backend(artifact, backend, threads, provider, digest)
+        return open_generator(artifact, opened, threads)
     from edgeptm.runtime.preprocess import PREPROCESSORS
 
     if artifact.task not in PREPROCESSORS:

@@ -21,6 +21,7 @@ TASKS: dict[str, str] = {
     "text-classification": "edgeptm.tasks.text:TEXT_CLASSIFICATION",
     "image-classification": "edgeptm.tasks.image:IMAGE_CLASSIFICATION",
     "feature-extraction": "edgeptm.tasks.embedding:FEATURE_EXTRACTION",
+    "text-generation": "edgeptm.tasks.generation:TEXT_GENERATION",
 }
 
 

@@ -1,0 +1,336 @@
+"""Generators end to end on a tiny causal LM built in-process: fine-tune (LoRA and full) -> export
+with the KV cache -> INT4 / INT8 -> generate -> bench, and the bad inputs each stage refuses."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from conftest import build_tiny_lm
+
+from edgeptm.errors import DataError, EdgeptmError, ExportError, UsageError
+
+
+@pytest.fixture(scope="module")
+def lm_run(tiny_lm_dir: Path, lm_data: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The stages once: a full fine-tune (it learns: the tiny model starts from noise), its export,
+    INT4 and INT8."""
+    import edgeptm
+    from edgeptm.finetuning import FinetuneOptions
+    from edgeptm.quantization import QuantizeOptions
+
+    root = tmp_path_factory.mktemp("lm-run")
+    train, val = lm_data
+    opts = FinetuneOptions(
+        model=f"hf:{tiny_lm_dir}", train=str(train), val=str(val), epochs=4, full=True, lr=3e-3, progress=False
+    )
+    ckpt = edgeptm.finetune(opts, root / "ckpt")
+    onnx = edgeptm.export(ckpt, root / "onnx")
+    int4 = edgeptm.quantize(onnx, root / "int4", QuantizeOptions(mode="int4"))
+    int8 = edgeptm.quantize(onnx, root / "int8", QuantizeOptions(mode="int8"))
+    return {"root": root, "ckpt": ckpt, "onnx": onnx, "int4": int4, "int8": int8}
+
+
+def test_full_finetune_learns_and_records_perplexity(lm_run: dict) -> None:
+    ckpt = lm_run["ckpt"]
+    m = ckpt.metrics
+    assert ckpt.task == "text-generation" and ckpt.kind == "checkpoint"
+    # from a random model, 4 epochs of full fine-tuning must cut validation perplexity a lot
+    assert m["perplexity"] < 0.5 * m["perplexity_before"]
+    history = ckpt.manifest["training"]["history"]
+    kept = min(history, key=lambda h: h["loss"])
+    assert m["val_loss"] == pytest.approx(kept["loss"], rel=1e-5)  # the best epoch's weights were kept
+    assert ckpt.manifest["training"]["method"] == "full"
+
+
+def test_export_matches_pytorch(lm_run: dict) -> None:
+    v = lm_run["onnx"].manifest["validation"]
+    assert v["max_abs_logit_diff"] < 1e-3
+    assert v["greedy_tokens_agreeing"] == v["greedy_tokens"] > 0
+    m = lm_run["onnx"].metrics
+    assert m["perplexity"] == pytest.approx(m["perplexity_torch"], rel=1e-4)
+    assert m["perplexity"] == pytest.approx(lm_run["ckpt"].metrics["perplexity"], rel=1e-3)
+    names = [i["name"] for i in lm_run["onnx"].manifest["io"]["inputs"]]
+    assert "past_key_values.0.key" in names and "seqlens_k" in names
+
+
+TIE = 0.05  # a PyTorch top-2 logit margin below this is a tie that any rounding may break
+
+
+def _steps(path: Path, prompt: str, k: int) -> list[tuple[int, float]]:
+    """Greedy tokens and, for each, the margin between the two best logits."""
+    import edgeptm
+    from edgeptm.tasks.generation import greedy_tokens
+
+    with edgeptm.load(path) as gen:
+        tokens, logits = greedy_tokens(gen.decoder, gen.prompt_ids(prompt), k)
+    return [(t, float(np.diff(np.sort(row)[-2:])[0])) for t, row in zip(tokens, logits)]
+
+
+@pytest.mark.parametrize("stage", ["onnx", "int8", "int4"])
+def test_greedy_tokens_equal_pytorch(lm_run: dict, stage: str) -> None:
+    """Every artifact's greedy continuation equals PyTorch's (the checkpoint's) token for token up to
+    the first step where PyTorch itself sees a tie (its two best logits within TIE): past that,
+    either continuation is right. The fp32 graph must agree through the ties too."""
+    compared = 0
+    for prompt in ("Write a positive review.", "Write a negative review.", "Write a review."):
+        expected, got = _steps(lm_run["ckpt"].path, prompt, 8), _steps(lm_run[stage].path, prompt, 8)
+        for (want, margin), (token, _) in zip(expected, got):
+            if margin < TIE and stage != "onnx":
+                break
+            assert token == want
+            compared += 1
+    assert compared >= 3
+
+
+def test_quantized_perplexity_and_size(lm_run: dict) -> None:
+    for stage, bits in (("int4", 4), ("int8", 8)):
+        artifact = lm_run[stage]
+        m, q = artifact.metrics, artifact.manifest["quantization"]
+        assert q["bits"] == bits and artifact.manifest["precision"] == f"int{bits}-weight-only"
+        assert abs(m["perplexity_increase_pct"]) < (10 if bits == 4 else 2)
+        assert artifact.size_bytes(["model"]) < lm_run["onnx"].size_bytes(["model"]) / 2
+    assert lm_run["int4"].size_bytes(["model"]) < lm_run["int8"].size_bytes(["model"])
+
+
+def test_perplexity_guard_refuses_and_writes_nothing(lm_run: dict, tmp_path: Path) -> None:
+    import edgeptm
+    from edgeptm.errors import AccuracyError
+    from edgeptm.quantization import QuantizeOptions
+
+    out = tmp_path / "q"
+    with pytest.raises(AccuracyError, match="max-perplexity-increase"):
+        edgeptm.quantize(
+            lm_run["onnx"],
+            out,
+            QuantizeOptions(mode="int4", weight_method="rtn", embedding_bits=4, max_perplexity_increase=0.0),
+        )
+    assert not out.exists()
+
+
+def test_generate_stream_and_stop(lm_run: dict) -> None:
+    import edgeptm
+
+    with edgeptm.load(lm_run["int4"].path) as gen:
+        whole = gen.generate("Write a positive review.", max_new_tokens=12)
+        pieces = list(gen.stream("Write a positive review.", max_new_tokens=12))
+        assert "".join(pieces) == whole.text
+        assert whole.prompt_tokens > 0 and 0 < whole.new_tokens <= 12
+        sampled = [gen.generate("Write a review.", max_new_tokens=6, temperature=1.0, top_p=0.9, seed=3).text]
+        sampled.append(gen.generate("Write a review.", max_new_tokens=6, temperature=1.0, top_p=0.9, seed=3).text)
+        assert sampled[0] == sampled[1]  # seeded sampling repeats
+        if whole.text.strip():
+            stop = whole.text.strip()[:2]
+            stopped = gen.generate("Write a positive review.", max_new_tokens=12, stop=[stop])
+            assert stop not in stopped.text and stopped.finish_reason == "stop"
+
+
+def test_bad_inputs_get_one_line(lm_run: dict, tmp_path: Path) -> None:
+    import edgeptm
+    from edgeptm.finetuning import FinetuneOptions
+
+    with edgeptm.load(lm_run["onnx"].path) as gen:
+        with pytest.raises(UsageError, match="empty"):
+            gen.generate("   ")
+        with pytest.raises(UsageError, match="context holds"):
+            gen.generate("word " * 400)
+        with pytest.raises(UsageError, match="unknown chat role"):
+            gen.generate([{"role": "wizard", "content": "hi"}])
+    table = tmp_path / "labelled.csv"
+    table.write_text("text,label\ngood film,positive\nbad film,negative\n")
+    with pytest.raises(DataError, match="classification data"):
+        edgeptm.finetune(
+            FinetuneOptions(model=lm_run["ckpt"].manifest["model"]["source"], train=str(table)), tmp_path / "x"
+        )
+    rows = tmp_path / "labelled.jsonl"
+    rows.write_text(json.dumps({"text": "good film", "label": "positive"}) + "\n")
+    with pytest.raises(DataError, match="classification data"):
+        edgeptm.finetune(
+            FinetuneOptions(model=lm_run["ckpt"].manifest["model"]["source"], train=str(rows)), tmp_path / "y"
+        )
+    import subprocess
+    import sys
+
+    for prompt in ("", "word " * 400):
+        done = subprocess.run(
+            [sys.executable, "-m", "edgeptm.cli", "predict", str(lm_run["onnx"].path), prompt],
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode != 0 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_predict_cli_streams_and_json(lm_run: dict) -> None:
+    from edgeptm.cli import cli as main
+
+    runner = CliRunner()
+    result = runner.invoke(
+        main, ["predict", str(lm_run["int8"].path), "Write a positive review.", "--json", "--max-new-tokens", "5"]
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["new_tokens"] <= 5 and data["prompt_tokens"] > 0 and "ttft_ms" in data
+    streamed = runner.invoke(
+        main, ["predict", str(lm_run["int8"].path), "Write a positive review.", "--max-new-tokens", "5"]
+    )
+    assert streamed.exit_code == 0 and streamed.output.strip() == data["text"].strip()
+
+
+def test_bench_generation_rows(lm_run: dict) -> None:
+    import edgeptm
+
+    report = edgeptm.bench(
+        [lm_run["onnx"].path, lm_run["int4"].path],
+        edgeptm.BenchOptions(prompt_lens=[8, 32], new_tokens=8, threads=1, iterations=2),
+    )
+    rows = report["results"]
+    assert len(rows) == 4 and {r["prompt_len"] for r in rows} == {8, 32}
+    for row in rows:
+        assert row["status"] == "ok"
+        assert row["ttft_ms"] > 0 and row["decode_tokens_per_s"] > 0 and row["decode_steps"] == 2 * 7
+        assert row["perplexity"] is not None
+
+
+def test_lora_finetune(tiny_lm_dir: Path, lm_data: tuple[Path, Path], tmp_path: Path) -> None:
+    import edgeptm
+    from edgeptm.finetuning import FinetuneOptions
+    from edgeptm.training import _TrainState
+
+    train, val = lm_data
+    opts = FinetuneOptions(
+        model=f"hf:{tiny_lm_dir}", train=str(train), val=str(val), epochs=2, lora_rank=4, progress=False
+    )
+    ckpt = edgeptm.finetune(opts, tmp_path / "lora")
+    t = ckpt.manifest["training"]
+    assert t["method"] == "lora" and t["lora"]["rank"] == 4 and t["lora"]["alpha"] == 8
+    assert t["trainable_parameters"] < 0.2 * ckpt.manifest["model"]["parameters"]
+    assert ckpt.has_file("lora_adapter") and ckpt.metrics["perplexity_before"] > 0
+    assert not _TrainState(tmp_path / "lora").root.exists()  # cleared once the artifact is whole
+    # the adapter is merged: the checkpoint loads as an ordinary model with the fine-tuned perplexity
+    with edgeptm.load(ckpt.path) as gen:
+        assert gen.generate("Write a positive review.", max_new_tokens=3).new_tokens >= 1
+
+
+def test_resume_after_kill_matches_uninterrupted(tiny_lm_dir: Path, lm_data: tuple[Path, Path], tmp_path: Path):
+    """A real interruption: SIGKILL the CLI after its first checkpoint, then --resume."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from edgeptm.artifacts import open_artifact
+
+    train, val = lm_data
+    args = [
+        "--model",
+        f"hf:{tiny_lm_dir}",
+        "--train",
+        str(train),
+        "--val",
+        str(val),
+        "--epochs",
+        "3",
+        "--batch-size",
+        "4",
+        "--lora-rank",
+        "4",
+        "--threads",
+        "1",
+        "--checkpoint-every",
+        "3",
+    ]
+    cli = [sys.executable, "-m", "edgeptm.cli", "-q", "finetune"]
+    reference = tmp_path / "reference"
+    subprocess.run(cli + args + ["--out", str(reference)], check=True, capture_output=True)
+    out = tmp_path / "interrupted"
+    state = tmp_path / ".interrupted.train-state" / "latest" / "state.json"
+    proc = subprocess.Popen(cli + args + ["--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if state.is_file() and json.loads(state.read_text())["global_step"] >= 6:
+            break
+        time.sleep(0.05)
+    if proc.poll() is not None:
+        pytest.fail("training finished before it could be interrupted; make the run longer")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not out.exists()
+    killed_at = json.loads(state.read_text())["global_step"]
+    subprocess.run(cli + args + ["--out", str(out), "--resume"], check=True, capture_output=True)
+    resumed, whole = open_artifact(out), open_artifact(reference)
+    assert resumed.manifest["training"]["resumed_from_step"] == killed_at
+    assert resumed.metrics["perplexity"] == pytest.approx(whole.metrics["perplexity"], rel=1e-6)
+    assert (out / "lora" / "adapter.safetensors").read_bytes() == (
+        reference / "lora" / "adapter.safetensors"
+    ).read_bytes()
+
+
+def test_decoder_families_and_refusals(tmp_path: Path) -> None:
+    """Qwen2 (q/k/v biases) with an untied head matches PyTorch; GPT-2 is refused with the reason."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from edgeptm.decoder import build_decoder, open_decoder, save_model
+    from edgeptm.models.causal import CausalLMSpec
+    from edgeptm.runtime.generator import TorchDecoder
+    from edgeptm.tasks.generation import compare_decoders
+
+    directory = build_tiny_lm(tmp_path / "qwen", family="qwen2", tie=False, seed=1)
+    model = CausalLMSpec("hf:qwen", str(directory)).load_model()
+    with torch.no_grad():
+        for layer in model.model.layers:  # random biases, so a dropped bias would show
+            layer.self_attn.q_proj.bias.normal_()
+            layer.self_attn.k_proj.bias.normal_()
+    graph, shape = build_decoder(model)
+    path = tmp_path / "qwen.onnx"
+    save_model(graph, path)
+    rng = np.random.default_rng(0)
+    prompts = [list(rng.integers(0, shape.vocab_size, n)) for n in (5, 17)]
+    result = compare_decoders(TorchDecoder(model), open_decoder(path, shape), prompts, 6)
+    assert result["max_abs_logit_diff"] < 1e-4 and result["greedy_tokens_agreeing"] == result["greedy_tokens"]
+    gpt2 = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=100, n_positions=64))
+    with pytest.raises(ExportError, match="runs in PyTorch only"):
+        build_decoder(gpt2)
+
+
+def test_weight_packing_roundtrip() -> None:
+    from edgeptm.quantization.weight_only import pack, quantize_weight, unpack
+
+    rng = np.random.default_rng(0)
+    codes = rng.integers(0, 16, (3, 2, 32)).astype(np.uint8)
+    assert np.array_equal(unpack(pack(codes, 4), 4), codes)
+    w = rng.standard_normal((8, 64)).astype(np.float32)
+    for bits, bound in ((4, 0.2), (8, 0.01)):
+        for method in ("rtn", "search"):
+            err = np.abs(quantize_weight(w, bits, 32, method).dequantize() - w).max()
+            assert err < bound * np.abs(w).max()
+    with pytest.raises(EdgeptmError, match="power of two"):
+        quantize_weight(w, 4, 24)
+
+
+@pytest.mark.slow
+def test_smollm2_as_is_export_and_int8(lm_data: tuple[Path, Path], tmp_path: Path) -> None:
+    """The packaged SmolLM2-135M-Instruct: the decoder export validated against PyTorch (logits,
+    greedy tokens, perplexity on real sentences), the same answer as PyTorch's as-is generation, and
+    INT8 within 2% of its perplexity."""
+    import edgeptm
+    from edgeptm.exporter import ExportOptions
+    from edgeptm.quantization import QuantizeOptions
+
+    _, val = lm_data
+    onnx = edgeptm.export("smollm2-135m", tmp_path / "onnx", ExportOptions(val=str(val)))
+    v, m = onnx.manifest["validation"], onnx.metrics
+    assert v["max_abs_logit_diff"] < 1e-3 and v["greedy_tokens_agreeing"] == v["greedy_tokens"] > 0
+    assert m["perplexity"] == pytest.approx(m["perplexity_torch"], rel=1e-4)
+    with edgeptm.load("smollm2-135m") as torch_gen, edgeptm.load(onnx.path, threads=2) as gen:
+        ids = torch_gen.prompt_ids("What is the capital of France?")
+        want = [t for t, _ in torch_gen.generate_ids(ids, 16)]
+        assert [t for t, _ in gen.generate_ids(ids, 16)] == want
+        assert "Paris" in gen.generate("What is the capital of France?", max_new_tokens=16).text
+    int8 = edgeptm.quantize(onnx, tmp_path / "int8", QuantizeOptions(mode="int8", val=str(val)))
+    assert int8.metrics["perplexity_increase_pct"] < 2.0
+    assert int8.manifest["validation"]["greedy_identical_prompts"] >= 2
