@@ -94,6 +94,11 @@ def build(
         raise UsageError(
             f"{source.path}: build takes a checkpoint artifact (from 'edgeptm finetune'), not {source.kind}"
         )
+    if source.task == "text-generation":
+        raise UsageError(
+            f"{source.path}: build runs the classifier path; for a generator use 'edgeptm export' then "
+            "'edgeptm quantize --mode int4|int8'"
+        )
     target = targets.find(profile.compile.target)
     if options.max_length is not None:
         serving_preprocessing(source, options.max_length)  # refused here, before any work, if it cannot be served

@@ -85,6 +85,12 @@ class _Graph:
         return names[0] if len(names) == 1 else names
 
 
+def _node(op_type: str, inputs: list[str], outputs: list[str], name: str, **attrs: Any) -> Any:
+    from onnx import helper
+
+    return helper.make_node(op_type, inputs, outputs, name=name, domain=MS_DOMAIN, **attrs)
+
+
 def _np(tensor: Any) -> np.ndarray:
     return tensor.detach().to("cpu").float().numpy()
 
@@ -115,14 +121,26 @@ def build_decoder(model: Any) -> tuple[Any, DecoderShape]:
     embed = _np(body.embed_tokens.weight)
     embed_name = g.const("model.embed_tokens.weight", embed)
     hidden = g.op("Gather", [embed_name, "input_ids"])
+    pending: str | None = None  # a block's output not yet added to the residual stream
+
+    def norm(weight: Any, name: str) -> str:
+        """RMSNorm of the residual stream; the pending residual add is fused into it
+        (SkipSimplifiedLayerNormalization: one kernel for the add, the norm, and the new stream)."""
+        nonlocal hidden, pending
+        gamma = g.const(name, _np(weight))
+        if pending is None:
+            return g.op("SimplifiedLayerNormalization", [hidden, gamma], axis=-1, epsilon=eps)
+        n = g._n = g._n + 1
+        names = [f"norm_{n}", "", "", f"residual_{n}"]
+        g.nodes.append(
+            _node("SkipSimplifiedLayerNormalization", [pending, hidden, gamma], names, f"SkipNorm_{n}", epsilon=eps)
+        )
+        hidden, pending = names[3], None
+        return names[0]
+
     for i, layer in enumerate(body.layers):
         attn, mlp = layer.self_attn, layer.mlp
-        x = g.op(
-            "SimplifiedLayerNormalization",
-            [hidden, g.const(f"layers.{i}.input_layernorm.weight", _np(layer.input_layernorm.weight))],
-            axis=-1,
-            epsilon=eps,
-        )
+        x = norm(layer.input_layernorm.weight, f"layers.{i}.input_layernorm.weight")
         qkv_w = np.concatenate([_np(attn.q_proj.weight), _np(attn.k_proj.weight), _np(attn.v_proj.weight)])
         qkv = g.op("MatMul", [x, g.const(f"layers.{i}.attn.qkv_proj.weight_t", qkv_w.T)])
         if attn.q_proj.bias is not None:
@@ -143,27 +161,16 @@ def build_decoder(model: Any) -> tuple[Any, DecoderShape]:
         o = g.op("MatMul", [out, g.const(f"layers.{i}.attn.o_proj.weight_t", _np(attn.o_proj.weight).T)])
         if attn.o_proj.bias is not None:
             o = g.op("Add", [o, g.const(f"layers.{i}.attn.o_proj.bias", _np(attn.o_proj.bias))])
-        hidden = g.op("Add", [hidden, o])
-        x = g.op(
-            "SimplifiedLayerNormalization",
-            [
-                hidden,
-                g.const(f"layers.{i}.post_attention_layernorm.weight", _np(layer.post_attention_layernorm.weight)),
-            ],
-            axis=-1,
-            epsilon=eps,
-        )
+        pending = o
+        x = norm(layer.post_attention_layernorm.weight, f"layers.{i}.post_attention_layernorm.weight")
         width = int(mlp.gate_proj.weight.shape[0])
         gate_up_w = np.concatenate([_np(mlp.gate_proj.weight), _np(mlp.up_proj.weight)])
         gate_up = g.op("MatMul", [x, g.const(f"layers.{i}.mlp.gate_up_proj.weight_t", gate_up_w.T)])
         split = g.const(f"layers.{i}.mlp.split", np.array([width, width], dtype=np.int64))
         gate, up = g.op("Split", [gate_up, split], 2, axis=-1)
         act = g.op("Mul", [g.op("Mul", [gate, g.op("Sigmoid", [gate])]), up])
-        down = g.op("MatMul", [act, g.const(f"layers.{i}.mlp.down_proj.weight_t", _np(mlp.down_proj.weight).T)])
-        hidden = g.op("Add", [hidden, down])
-    x = g.op(
-        "SimplifiedLayerNormalization", [hidden, g.const("norm.weight", _np(body.norm.weight))], axis=-1, epsilon=eps
-    )
+        pending = g.op("MatMul", [act, g.const(f"layers.{i}.mlp.down_proj.weight_t", _np(mlp.down_proj.weight).T)])
+    x = norm(body.norm.weight, "norm.weight")
     # logits for the last ``logits_to_keep`` positions (0: all of them)
     start = g.op("Neg", ["logits_to_keep"])
     last = g.op(

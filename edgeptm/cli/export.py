@@ -17,9 +17,18 @@ from edgeptm.cli.common import force_option, max_length_option, options, out_opt
 )
 @max_length_option
 @click.option("--atol", type=float, default=None, help="Max |logit difference| vs PyTorch [default: the model's].")
+@click.option(
+    "--val",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Generators: examples (JSONL or text) to measure perplexity on when the checkpoint carries none.",
+)
 @options(profile_option, out_option, force_option)
 def command(checkpoint: str, out: str, force: bool, **kwargs) -> None:
     """Export CHECKPOINT to ONNX (dynamic batch, and sequence for text), validated against PyTorch.
+
+    A generator (causal LM) becomes one decoder graph with its KV cache (prefill and decode), for
+    ONNX Runtime; its greedy continuations and perplexity are checked against PyTorch's.
 
     CHECKPOINT is an artifact directory, or a registered model name (e.g. efficientnet-lite0,
     minilm-l6) to export the pretrained model as-is.
@@ -32,6 +41,18 @@ def command(checkpoint: str, out: str, force: bool, **kwargs) -> None:
 
     artifact = export(checkpoint, out, ExportOptions(**kwargs), force=force)
     v, m, e = artifact.manifest["validation"], artifact.metrics, artifact.manifest["export"]
+    if artifact.task == "text-generation":
+        click.echo(f"onnx: {artifact.path} ({e['graph']})")
+        click.echo(
+            f"vs PyTorch on {v['prompts']} prompts ({v['on']}): max |logit diff| {v['max_abs_logit_diff']:.2e} "
+            f"(tolerance {v['atol']:g}) over prefill and {v['decode_steps']} decode steps; greedy tokens "
+            f"agreeing {v['greedy_tokens_agreeing']}/{v['greedy_tokens']}"
+        )
+        if m.get("perplexity") is not None:
+            click.echo(
+                f"perplexity {m['perplexity']:.3f} (PyTorch {m['perplexity_torch']:.3f}) on {m['val_tokens']} tokens"
+            )
+        return
     fused = e["optimization"].get("fused_operators") or {}
     domains = ", ".join(e.get("operator_domains") or []) or "none"
     click.echo(f"onnx: {artifact.path} (opset {e['opset']}; model.onnx: {domains} operators)")

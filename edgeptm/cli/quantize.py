@@ -37,11 +37,14 @@ from edgeptm.cli.common import force_option, options, out_option, profile_option
     "--calib",
     type=click.Path(exists=True),
     default=None,
-    help="static-int8: calibration inputs (an image folder, or a data file) [default: the training sample "
-    "the artifact carries].",
+    help="static-int8: calibration inputs (an image folder, or a data file); generators' int4: calibration text "
+    "(JSONL or plain text) [default: the training sample the artifact carries].",
 )
 @click.option(
-    "--calib-samples", type=click.IntRange(min=1), default=None, help="static-int8: calibration inputs [default: 256]."
+    "--calib-samples",
+    type=click.IntRange(min=1),
+    default=None,
+    help="static-int8: calibration inputs [default: 256]; generators: calibration tokens [default: 8192].",
 )
 @click.option(
     "--calib-method",

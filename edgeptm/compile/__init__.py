@@ -161,6 +161,11 @@ def compile(  # noqa: A001 - the stage is called compile, as in the CLI
         lambda a: a.kind == target.compiles_from,
         inputs=inputs,
     )
+    if artifact.task == "text-generation":
+        raise UsageError(
+            f"{artifact.path}: a generator's decoder runs on ONNX Runtime (edgeptm.load, 'edgeptm quantize --mode "
+            f"int4'); compile --target {target.name} does not build decoders yet"
+        )
     for key, path in files.items():  # the target writes it back: never over the source or into an artifact
         check_output_paths([path], f"--{key.replace('_', '-')}", [artifact.path])
     build = target.load("build")

@@ -194,18 +194,27 @@ class OrtDecoder:
 
     def reset(self, capacity: int) -> None:
         """A fresh cache for a request reaching ``capacity`` tokens (allocated here, once)."""
-        s = self.shape
+        s, value = self.shape, self.ort.OrtValue.ortvalue_from_numpy
         self.length, self.capacity = 0, capacity
         binding = self.session.io_binding()
-        # One logits buffer for every generation step (prefill keeps only its last position).
-        self._last = self.ort.OrtValue.ortvalue_from_numpy(np.zeros((1, 1, s.vocab_size), np.float32))
         self._cache = []
         for past, present in zip(s.past_names(), s.present_names()):
-            value = self.ort.OrtValue.ortvalue_from_numpy(np.zeros((1, s.kv_heads, capacity, s.head_dim), np.float32))
-            binding.bind_ortvalue_input(past, value)
-            binding.bind_ortvalue_output(present, value)  # in place: GroupQueryAttention shares the buffer
-            self._cache.append(value)
-        self._binding = binding
+            cache = value(np.zeros((1, s.kv_heads, capacity, s.head_dim), np.float32))
+            binding.bind_ortvalue_input(past, cache)
+            binding.bind_ortvalue_output(present, cache)  # in place: GroupQueryAttention shares the buffer
+            self._cache.append(cache)
+        # The per-step inputs live in buffers bound once and rewritten in place: a decode step
+        # allocates nothing (the token, the cache length, and one logits row for every step).
+        self._token = value(np.zeros((1, 1), np.int64))
+        self._seqlens = value(np.zeros(1, np.int32))
+        self._total = value(np.zeros((), np.int32))
+        self._keep = value(np.ones(1, np.int64))
+        self._last = value(np.zeros((1, 1, s.vocab_size), np.float32))
+        binding.bind_ortvalue_input("seqlens_k", self._seqlens)
+        binding.bind_ortvalue_input("total_sequence_length", self._total)
+        binding.bind_ortvalue_input("logits_to_keep", self._keep)
+        binding.bind_ortvalue_output("logits", self._last)
+        self._binding, self._decoding, self._keeping_all = binding, False, False
 
     def forward(self, ids: Sequence[int], all_logits: bool = False) -> np.ndarray:
         """Logits for the new ``ids`` ([len(ids), vocab] with ``all_logits``, else [vocab] for the last)."""
@@ -213,15 +222,23 @@ class OrtDecoder:
         if total > self.capacity:
             raise UsageError(f"the request needs {total} positions; its cache holds {self.capacity}")
         b = self._binding
-        b.bind_cpu_input("input_ids", np.asarray([ids], dtype=np.int64))
-        b.bind_cpu_input("seqlens_k", np.asarray([total - 1], dtype=np.int32))
-        b.bind_cpu_input("total_sequence_length", np.asarray(total, dtype=np.int32))
-        b.bind_cpu_input("logits_to_keep", np.asarray([0 if all_logits else 1], dtype=np.int64))
-        if all_logits:
-            out = self.ort.OrtValue.ortvalue_from_numpy(np.zeros((1, len(ids), self.shape.vocab_size), np.float32))
+        if len(ids) == 1 and not all_logits:
+            self._token.update_inplace(np.asarray([ids], dtype=np.int64))
+            if not self._decoding:
+                b.bind_ortvalue_input("input_ids", self._token)
+                self._decoding = True
         else:
-            out = self._last
-        b.bind_ortvalue_output("logits", out)
+            b.bind_cpu_input("input_ids", np.asarray([ids], dtype=np.int64))
+            self._decoding = False
+        self._seqlens.update_inplace(np.asarray([total - 1], dtype=np.int32))
+        self._total.update_inplace(np.asarray(total, dtype=np.int32))
+        out = self._last
+        if all_logits or self._keeping_all:
+            self._keep.update_inplace(np.asarray([0 if all_logits else 1], dtype=np.int64))
+            self._keeping_all = all_logits
+            if all_logits:
+                out = self.ort.OrtValue.ortvalue_from_numpy(np.zeros((1, len(ids), self.shape.vocab_size), np.float32))
+            b.bind_ortvalue_output("logits", out)
         self.session.run_with_iobinding(b)
         self.length = total
         logits = out.numpy()[0]
