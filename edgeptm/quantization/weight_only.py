@@ -183,8 +183,6 @@ def quantize_decoder_graph(
     embedding_bits: int,
     accuracy_level: int,
     statistics: dict[str, np.ndarray] | None = None,
-    eight_bit: tuple[str, ...] = (),
-    keep_float: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Rewrite ``model`` (an edgeptm decoder ModelProto) in place; returns what was quantized.
     ``statistics``: X^T X / tokens per matmul input (``input_statistics``), for imatrix and gptq."""
@@ -253,10 +251,6 @@ def quantize_decoder_graph(
             continue
         w = numpy_helper.to_array(inits[weight_name]).astype(np.float32)  # [K, N]
         b = embedding_bits if weight_name.startswith("lm_head") else bits
-        if any(part in weight_name for part in eight_bit):
-            b = 8
-        if any(part in weight_name for part in keep_float):
-            b = 32
         if w.ndim != 2 or b >= 32:
             new_nodes.append(node)
             continue
