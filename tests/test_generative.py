@@ -164,6 +164,18 @@ def test_bad_inputs_get_one_line(lm_run: dict, tmp_path: Path) -> None:
         assert done.returncode != 0 and len(done.stderr.strip().splitlines()) == 1, done.stderr
 
 
+def test_pinned_digest(lm_run: dict) -> None:
+    import edgeptm
+    from edgeptm.errors import UntrustedError
+
+    for stage in ("ckpt", "int4"):
+        artifact = lm_run[stage]
+        with edgeptm.load(artifact.path, digest=artifact.digest) as gen:
+            assert gen.artifact.digest == artifact.digest
+        with pytest.raises(UntrustedError, match="not the pinned"):
+            edgeptm.load(artifact.path, digest=lm_run["onnx"].digest)
+
+
 def test_predict_cli_streams_and_json(lm_run: dict) -> None:
     from edgeptm.cli import cli as main
 

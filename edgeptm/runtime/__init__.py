@@ -35,8 +35,13 @@ def load(
     if artifact.task == "text-generation":  # a Generator: generate(), stream(), perplexity()
         from edgeptm.runtime.generator import open_generator
 
-        opened = None if artifact.kind == "checkpoint" else open_backend(artifact, backend, threads, provider, digest)
-        return open_generator(artifact, opened, threads)
+        if artifact.kind == "checkpoint":
+            if digest is not None:  # a pinned checkpoint: refused unless it is exactly that one
+                from edgeptm import trust
+
+                trust.pin(artifact, digest)
+            return open_generator(artifact, None, threads)
+        return open_generator(artifact, open_backend(artifact, backend, threads, provider, digest), threads)
     from edgeptm.runtime.preprocess import PREPROCESSORS
 
     if artifact.task not in PREPROCESSORS:
