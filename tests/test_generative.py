@@ -192,8 +192,9 @@ def test_predict_cli_streams_and_json(lm_run: dict) -> None:
     assert streamed.exit_code == 0 and streamed.output.strip() == data["text"].strip()
 
 
-def test_bench_generation_rows(lm_run: dict) -> None:
+def test_bench_generation_rows(lm_run: dict, tmp_path: Path) -> None:
     import edgeptm
+    from edgeptm.benchmarking.report import write_reports
 
     report = edgeptm.bench(
         [lm_run["onnx"].path, lm_run["int4"].path],
@@ -205,6 +206,10 @@ def test_bench_generation_rows(lm_run: dict) -> None:
         assert row["status"] == "ok"
         assert row["ttft_ms"] > 0 and row["decode_tokens_per_s"] > 0 and row["decode_steps"] == 2 * 7
         assert row["perplexity"] is not None
+    paths = {p.suffix: p for p in write_reports(report, tmp_path / "gen")}
+    assert "## Generators: time to first token and decode speed" in paths[".md"].read_text()
+    page = paths[".html"].read_text()
+    assert "Decode tokens/s against prompt length" in page and "not drawn" not in page.split("Decode tokens/s")[1][:200]
 
 
 def test_lora_finetune(tiny_lm_dir: Path, lm_data: tuple[Path, Path], tmp_path: Path) -> None:

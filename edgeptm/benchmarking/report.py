@@ -42,6 +42,8 @@ BASE_RUNTIMES = ("torch", "onnxruntime")  # with the targets' packages: prefixes
 SCENARIOS = {
     "single-stream": "one request at a time: the latency a user waits for",
     "offline": "the batch size that maximises throughput, searched per variant: the pace of a bulk job",
+    "generation": "generators, one request at a time: p50 is the whole request (prefill and every new token); "
+    "time to first token and decode speed are in the table below",
 }
 SPEEDUP_NOTE = (
     "speedup: against the first PyTorch result at the same batch, sequence or image size and threads "
@@ -89,6 +91,12 @@ def to_markdown(report: dict[str, Any]) -> str:
             figures = row.figures or [row.reason] + [""] * (len(HEADERS) - FIGURES - 2)
             lines.append("| " + " | ".join(_md(c) for c in [*row.head, *figures, row.status]) + " |")
         lines += [""] + [f"- {_md(text)}" for text in searches] + ([""] if searches else [])
+    generation = _generation_rows(results)
+    if generation:
+        lines += ["## Generators: time to first token and decode speed", "", _md(GENERATION_NOTE), ""]
+        lines.append("| " + " | ".join(GENERATION_HEADERS) + " |")
+        lines.append("|" + "|".join("---" if i < 2 else "---:" for i in range(len(GENERATION_HEADERS))) + "|")
+        lines += ["| " + " | ".join(_md(c) for c in row) + " |" for row in generation] + [""]
     lines += [SPEEDUP_NOTE, "", "## Trust warnings", ""]
     lines += [f"- {_md(who)}: {_md(text)}" for who, text in _warnings(results)] or ["No result carries a warning."]
     return "\n".join(lines) + "\n"
@@ -131,8 +139,17 @@ def to_html(report: dict[str, Any]) -> str:
             out.append("<tr>" + "".join(cells) + "</tr>")
         out += ["</tbody>", "</table>"]
         out += ["<ul>", *(f"<li>{e(text)}</li>" for text in searches), "</ul>"] if searches else []
+    generation = _generation_rows(results)
+    if generation:
+        out += ["<h2>Generators: time to first token and decode speed</h2>", f"<p>{e(GENERATION_NOTE)}</p>", "<table>"]
+        out.append("<thead><tr>" + "".join(f"<th>{e(h)}</th>" for h in GENERATION_HEADERS) + "</tr></thead><tbody>")
+        for row in generation:
+            cells = [f"<td>{e(c)}</td>" if i < 2 else f'<td class="num">{e(c)}</td>' for i, c in enumerate(row)]
+            out.append("<tr>" + "".join(cells) + "</tr>")
+        out += ["</tbody>", "</table>"]
     out += [f'<p class="note">{e(SPEEDUP_NOTE)}</p>', "<h2>Plots</h2>"]
     out += [_box_plot(results), _batch_plot(results), _accuracy_plot(results)]
+    out += [_tokens_plot(results)] if generation else []
     out.append("<h2>Trust warnings</h2>")
     found = _warnings(results)
     out += ["<ul>", *(f"<li><b>{e(who)}</b>: {e(text)}</li>" for who, text in found), "</ul>"] if found else []
@@ -600,6 +617,79 @@ def _batch_plot(results: list[dict[str, Any]]) -> str:
         chart.legend.append(("line", colour, dash, label))
     note = "Latency per call: divide by the batch size for the time per sample. Offline results add their search."
     return _figure(title, chart, note)
+
+
+def _tokens_plot(results: list[dict[str, Any]]) -> str:
+    """Generators: decode tokens/s against prompt length, one line per variant (and thread count)."""
+    title = "Decode tokens/s against prompt length"
+    lines: dict[tuple[Any, ...], dict[int, float]] = {}
+    first: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for r in results:
+        if _ok(r) and r.get("decode_tokens_per_s") and r.get("prompt_len"):
+            key = (_series(r), r.get("threads"))
+            lines.setdefault(key, {})[int(r["prompt_len"])] = float(r["decode_tokens_per_s"])
+            first.setdefault(key, r)
+    lengths = sorted({n for points in lines.values() for n in points})
+    if len(lengths) < 2:
+        return _omitted(title, "one prompt length (sweep --prompt-len 64,256,... to draw it)" if lengths else "")
+    x = _Axis(
+        lengths[0], lengths[-1], "prompt length (tokens), log scale", [(float(n), str(n)) for n in lengths], log=True
+    )
+    y = _value_axis(
+        [v for points in lines.values() for v in points.values()], "decode tokens/s (median step)", zero=True
+    )
+    chart = _Chart(x, y)
+    colours, used = _colours(results), {}
+    varying = [k for k in _varying(list(first.values())) if k not in ("prompt_len", "batch_size")]
+    for key, points in lines.items():
+        colour = colours[key[0]]
+        dash = DASHES[used.get(colour, 0) % len(DASHES)]
+        used[colour] = used.get(colour, 0) + 1
+        label = _label(first[key], varying)
+        xy = [(n, v, chart.px(n), chart.py(v)) for n, v in sorted(points.items())]
+        path = " ".join(f"{px:.1f},{py:.1f}" for _, _, px, py in xy)
+        chart.marks.append(
+            _el("polyline", points=path, fill="none", stroke=colour, stroke_width=2, stroke_dasharray=dash)
+        )
+        for n, v, px, py in xy:
+            tip = f"<title>{html.escape(f'{label}: prompt {n} tokens, {_num(v)} tokens/s')}</title>"
+            chart.marks.append(_el("circle", tip, cx=px, cy=py, r=3, fill=colour))
+        chart.legend.append(("line", colour, dash, label))
+    note = "Each point: 1000 / the median decode step over every generated token of every timed request."
+    return _figure(title, chart, note)
+
+
+GENERATION_HEADERS = ["variant", "precision", "prompt", "new", "threads", "TTFT ms", "decode tok/s", "request p50 ms"]
+GENERATION_HEADERS += ["perplexity", "size MB", "peak RSS MB"]
+
+
+def _generation_rows(results: list[dict[str, Any]]) -> list[list[str]]:
+    """Generators' own figures: time to first token, decode speed, the request, perplexity."""
+    rows = []
+    for r in results:
+        if _ok(r) and r.get("decode_tokens_per_s") is not None:
+            rows.append(
+                [
+                    variant_name(r),
+                    str(r.get("precision") or ""),
+                    _int(r.get("prompt_len")),
+                    _int(r.get("new_tokens")),
+                    _int(r.get("threads")),
+                    _num(r.get("ttft_ms")),
+                    _num(r.get("decode_tokens_per_s")),
+                    _num(r.get("p50_ms")),
+                    _num(r.get("perplexity")),
+                    _num(r.get("size_mb")),
+                    _num(r.get("peak_rss_mb")),
+                ]
+            )
+    return rows
+
+
+GENERATION_NOTE = (
+    "Generators: one run is one request (a prompt of 'prompt' tokens, then 'new' tokens greedily, EOS ignored); "
+    "TTFT is prefill plus the first token's sampling; perplexity is the artifact's own, on its validation text."
+)
 
 
 def _accuracy_plot(results: list[dict[str, Any]]) -> str:
