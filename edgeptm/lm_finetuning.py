@@ -286,6 +286,7 @@ def finetune_lm(spec: Any, opts: Any, out: Path, force: bool, inputs: list[str |
         "history": history,
         "stopped": stopped,
         "resumed_from_step": resumed_from,
+        "world_size": dist.world,
         "train_seconds": round(seconds, 1),
         "selection": {
             "kept": f"epoch {min(history, key=lambda h: h['loss'])['epoch']}" if history else "the base model",

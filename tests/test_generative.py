@@ -353,3 +353,37 @@ def test_smollm2_as_is_export_and_int8(lm_data: tuple[Path, Path], tmp_path: Pat
     int8 = edgeptm.quantize(onnx, tmp_path / "int8", QuantizeOptions(mode="int8", val=str(val)))
     assert int8.metrics["perplexity_increase_pct"] < 8.0
     assert int8.manifest["validation"]["greedy_identical_prompts"] >= 2
+
+
+def test_torchrun_lora(tiny_lm_dir: Path, lm_data: tuple[Path, Path], tmp_path: Path) -> None:
+    """Two real processes under torchrun (gloo): one LoRA checkpoint, written once, that learnt."""
+    import subprocess
+    import sys
+
+    from edgeptm.artifacts import open_artifact
+
+    train, val = lm_data
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "edgeptm.cli"]
+    cmd += ["-q", "finetune", "--model", f"hf:{tiny_lm_dir}", "--train", str(train), "--val", str(val)]
+    cmd += [
+        "--epochs",
+        "3",
+        "--batch-size",
+        "8",
+        "--lr",
+        "3e-3",
+        "--lora-rank",
+        "4",
+        "--threads",
+        "1",
+        "--out",
+        str(out),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.count("checkpoint:") == 1, proc.stdout  # rank 0 alone reports
+    artifact = open_artifact(out)
+    assert artifact.metrics["perplexity"] < artifact.metrics["perplexity_before"]
+    assert artifact.manifest["training"]["method"] == "lora" and artifact.manifest["training"]["world_size"] == 2
+    assert not (tmp_path / ".ddp.train-state").exists()
