@@ -387,3 +387,36 @@ def test_torchrun_lora(tiny_lm_dir: Path, lm_data: tuple[Path, Path], tmp_path: 
     assert artifact.metrics["perplexity"] < artifact.metrics["perplexity_before"]
     assert artifact.manifest["training"]["method"] == "lora" and artifact.manifest["training"]["world_size"] == 2
     assert not (tmp_path / ".ddp.train-state").exists()
+
+
+def test_chat_template_renders_as_transformers(tiny_lm_dir: Path, tmp_path: Path) -> None:
+    """The runtime's own template rendering (no transformers) gives transformers' text and ids, also
+    for templates using tojson and loop controls."""
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    from edgeptm.runtime.generator import ChatTokenizer
+
+    messages = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": 'Hi "there" é'},
+        {"role": "assistant", "content": "Hello."},
+        {"role": "user", "content": "Again"},
+    ]
+    looping = (
+        "{% for m in messages %}{% if m['role'] == 'system' %}{% continue %}{% endif %}"
+        "{{ '<|im_start|>' + m['role'] + '\n' + (m['content'] | tojson) + '<|im_end|>\n' }}{% endfor %}"
+        "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+    )
+    for template in (None, looping):
+        directory = tmp_path / ("own" if template is None else "looping")
+        shutil.copytree(tiny_lm_dir, directory)
+        hf = AutoTokenizer.from_pretrained(directory)
+        if template:
+            hf.chat_template = template
+            hf.save_pretrained(directory)
+        ours = ChatTokenizer(directory)
+        text = hf.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        assert ours.apply_chat_template(messages) == text
+        assert ours.encode(text) == hf(text, add_special_tokens=False)["input_ids"]

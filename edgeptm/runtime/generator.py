@@ -73,8 +73,13 @@ class ChatTokenizer:
         def raise_exception(message: str) -> None:
             raise UsageError(f"chat template: {message}")
 
-        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+        # What Hugging Face templates expect of their environment: loop controls, tojson, strftime_now.
+        env = ImmutableSandboxedEnvironment(
+            trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"]
+        )
+        env.filters["tojson"] = lambda value, indent=None: json.dumps(value, ensure_ascii=False, indent=indent)
         env.globals["raise_exception"] = raise_exception
+        env.globals["strftime_now"] = lambda fmt: time.strftime(fmt)
         try:
             return env.from_string(self.template).render(
                 messages=list(messages),
