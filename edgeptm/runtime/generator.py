@@ -191,7 +191,7 @@ class OrtDecoder:
     def __init__(self, backend: Any, shape: Any) -> None:
         import onnxruntime as ort
 
-        self.backend, self.shape, self.ort = backend, shape, ort
+        self.backend, self.shape, self.onnxruntime = backend, shape, ort
         self.session = backend.session
         self.length = 0
         self.capacity = 0
@@ -199,7 +199,7 @@ class OrtDecoder:
 
     def reset(self, capacity: int) -> None:
         """A fresh cache for a request reaching ``capacity`` tokens (allocated here, once)."""
-        s, value = self.shape, self.ort.OrtValue.ortvalue_from_numpy
+        s, value = self.shape, self.onnxruntime.OrtValue.ortvalue_from_numpy
         self.length, self.capacity = 0, capacity
         binding = self.session.io_binding()
         self._cache = []
@@ -242,7 +242,9 @@ class OrtDecoder:
             self._keep.update_inplace(np.asarray([0 if all_logits else 1], dtype=np.int64))
             self._keeping_all = all_logits
             if all_logits:
-                out = self.ort.OrtValue.ortvalue_from_numpy(np.zeros((1, len(ids), self.shape.vocab_size), np.float32))
+                out = self.onnxruntime.OrtValue.ortvalue_from_numpy(
+                    np.zeros((1, len(ids), self.shape.vocab_size), np.float32)
+                )
             b.bind_ortvalue_output("logits", out)
         self.session.run_with_iobinding(b)
         self.length = total
