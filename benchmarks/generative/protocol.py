@@ -84,6 +84,7 @@ EDGEPTM_BUILDS: dict[str, tuple[str, ...]] = {
     "int8": ("--mode", "int8"),
     "int4": ("--mode", "int4"),
     "int4-emb4": ("--mode", "int4", "--embedding-bits", "4"),
+    "int4-b16": ("--mode", "int4", "--block-size", "16"),
 }
 
 

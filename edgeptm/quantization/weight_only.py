@@ -1,8 +1,11 @@
 """Weight-only block quantization of a decoder graph: ONNX Runtime's MatMulNBits (4 or 8 bits).
 
 Every MatMul whose weight is a constant [K, N] becomes a MatMulNBits over blocks of ``block_size``
-weights along K, each block with its own scale, symmetric (no zero points: measured on 2 threads,
-MatMulNBits with zero points ran ~2x slower per decode matmul, and float zero points ~40x). The
+weights along K, each block with its own scale, symmetric (no zero points). That choice rested on a
+kernel timing taken on a busy machine; measured again on a quiet one (2 threads, a 576x1536 decode
+matmul, accuracy level 4), uint8 zero points run *faster*, 36.9 us against 48.3 us, and asymmetric
+blocks also fit weights that came from an asymmetric 4-bit grid better: they are the next step
+(benchmarks/generative/RESULTS.md). Float zero points run ~40x slower. The
 token embedding and the LM head (tied in small models, 17-28% of the weights) are treated
 explicitly: one block-quantized table at ``embedding_bits`` serves both, the LM head as a
 MatMulNBits and the embedding as a GatherBlockQuantized over the same bytes.
