@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from edgeptm.errors import ExportError
-from edgeptm.models.causal import DECODER_FAMILIES, DecoderShape
+from edgeptm.models.causal import DECODER_FAMILIES, DecoderShape, context_length
 
 OPSET = 17
 IR_VERSION = 8  # what ONNX Runtime 1.20+ reads
@@ -50,16 +50,10 @@ def check_supported(model: Any) -> None:
     if act != "silu":
         raise ExportError(f"model type '{family}' with hidden_act '{act}': the decoder graph implements SiLU only")
     window = getattr(config, "sliding_window", None)
-    if window and getattr(config, "use_sliding_window", True) and window < context_of(config):
+    if window and getattr(config, "use_sliding_window", True) and window < context_length(config):
         raise ExportError(f"{family}: sliding-window attention ({window} tokens) is not implemented by the graph")
     if getattr(config, "mlp_bias", False):
         raise ExportError(f"{family}: MLP biases are not implemented by the decoder graph")
-
-
-def context_of(config: Any) -> int:
-    from edgeptm.models.causal import context_length
-
-    return context_length(config)
 
 
 class _Graph:
@@ -105,7 +99,7 @@ def build_decoder(model: Any) -> tuple[Any, DecoderShape]:
     nh = int(config.num_attention_heads)
     kvh = int(getattr(config, "num_key_value_heads", None) or nh)
     hd = int(getattr(config, "head_dim", None) or config.hidden_size // nh)
-    shape = DecoderShape(len(body.layers), nh, kvh, hd, int(config.vocab_size), context_of(config))
+    shape = DecoderShape(len(body.layers), nh, kvh, hd, int(config.vocab_size), context_length(config))
     eps = float(config.rms_norm_eps)
     g = _Graph()
 

@@ -28,7 +28,7 @@ from typing import Any
 
 from edgeptm.artifacts import Artifact, ArtifactWriter, check_out_dir, open_artifact
 from edgeptm.errors import DataError, UsageError
-from edgeptm.models.causal import checkpoint_io, context_length, lm_preprocessing, model_record, save_lm
+from edgeptm.models.causal import checkpoint_manifest, context_length, model_record, save_lm
 from edgeptm.tasks.generation import LMDataset, encode_example, read_lm_data
 from edgeptm.training import _distributed, _TrainState
 
@@ -415,17 +415,4 @@ def _write(
         random.Random(opts.seed + 1).shuffle(order)
         train.subset(sorted(order[:CALIBRATION_EXAMPLES])).to_jsonl(writer.add("calib_data", "calib.jsonl"))
         record = model_record(spec.name, model)
-        return writer.finish(
-            "checkpoint",
-            {
-                "task": "text-generation",
-                "labels": [],
-                "model": record,
-                "io": checkpoint_io(record),
-                "preprocessing": lm_preprocessing(tokenizer, model, record),
-                "precision": "fp32",
-                "parents": [],
-                "training": training,
-                "metrics": metrics,
-            },
-        )
+        return writer.finish("checkpoint", checkpoint_manifest(tokenizer, model, record, training, metrics))

@@ -44,17 +44,11 @@ sys.path.insert(0, str(HERE))
 import protocol  # noqa: E402
 from protocol import EVAL_TOKENS, PROMPT_TOKENS, Work  # noqa: E402
 
+from edgeptm.artifacts import sha256_file  # noqa: E402 - prepare.py runs in the project venv
+
 PEERS_PYTHON = HERE / ".venv" / "bin" / "python"
 STEPS = ("hf", "data", "gguf", "ortgenai")
 PROMPT_INSTRUCTION = "Here are some sentences from movie reviews. Say whether each one is positive or negative:\n"
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def package_gguf() -> Path:

@@ -262,3 +262,20 @@ def lm_preprocessing(tokenizer: Any, model: Any, record: dict[str, Any]) -> dict
         "chat_template": bool(getattr(tokenizer, "chat_template", None)),
         "eos_token_ids": eos_token_ids(tokenizer, getattr(model, "generation_config", None)),
     }
+
+
+def checkpoint_manifest(
+    tokenizer: Any, model: Any, record: dict[str, Any], training: dict[str, Any] | None, metrics: dict[str, Any]
+) -> dict[str, Any]:
+    """The manifest of a causal LM checkpoint (as-is or fine-tuned): what ``finish`` takes."""
+    return {
+        "task": TASK,
+        "labels": [],
+        "model": record,
+        "io": checkpoint_io(record),
+        "preprocessing": lm_preprocessing(tokenizer, model, record),
+        "precision": "fp32",
+        "parents": [],
+        "training": training,
+        "metrics": metrics,
+    }

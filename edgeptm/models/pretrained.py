@@ -196,7 +196,7 @@ def _max_seq_length(spec: Any, tokenizer: Any) -> int:
 
 
 def _causal_as_is(spec: Any, out: Path) -> Artifact:
-    from edgeptm.models.causal import checkpoint_io, lm_preprocessing, model_record, save_lm
+    from edgeptm.models.causal import checkpoint_manifest, model_record, save_lm
 
     model, tokenizer = spec.load_model(), spec.load_tokenizer()
     record = {**model_record(spec.name, model), "as_is": True}
@@ -204,17 +204,5 @@ def _causal_as_is(spec: Any, out: Path) -> Artifact:
         record["note"] = spec.note
     with ArtifactWriter(out, force=True) as writer:
         save_lm(model, tokenizer, writer)
-        return writer.finish(
-            "checkpoint",
-            {
-                "task": "text-generation",
-                "labels": [],
-                "model": record,
-                "io": checkpoint_io(record),
-                "preprocessing": lm_preprocessing(tokenizer, model, record),
-                "precision": "fp32",
-                "parents": [],
-                "training": None,
-                "metrics": {"perplexity": None, "note": "pretrained as-is; no validation text here"},
-            },
-        )
+        note = {"perplexity": None, "note": "pretrained as-is; no validation text here"}
+        return writer.finish("checkpoint", checkpoint_manifest(tokenizer, model, record, None, note))

@@ -25,8 +25,8 @@ import numpy as np
 
 from edgeptm.artifacts import Artifact
 from edgeptm.errors import ArtifactError, UsageError
+from edgeptm.tasks.generation import check_messages
 
-ROLES = ("system", "user", "assistant")
 Messages = Sequence[dict[str, str]]
 
 
@@ -95,20 +95,6 @@ def _token_text(value: Any) -> str | None:
     if isinstance(value, dict):  # an AddedToken record
         value = value.get("content")
     return value if isinstance(value, str) else None
-
-
-def check_messages(messages: Any) -> list[dict[str, str]]:
-    """Chat messages as the template takes them, or a UsageError naming the first bad one."""
-    if not isinstance(messages, (list, tuple)) or not messages:
-        raise UsageError("messages must be a non-empty list of {'role', 'content'} objects")
-    checked = []
-    for i, message in enumerate(messages):
-        if not isinstance(message, dict) or not isinstance(message.get("content"), str):
-            raise UsageError(f"message {i}: expected {{'role': ..., 'content': '...'}}")
-        if message.get("role") not in ROLES:
-            raise UsageError(f"message {i}: unknown chat role {message.get('role')!r} (known: {', '.join(ROLES)})")
-        checked.append({"role": message["role"], "content": message["content"]})
-    return checked
 
 
 @dataclass
@@ -303,7 +289,7 @@ class Generator:
             use_chat = self.tokenizer.template is not None if chat is None else chat
             text = self.tokenizer.apply_chat_template([{"role": "user", "content": prompt}]) if use_chat else prompt
         else:
-            text = self.tokenizer.apply_chat_template(check_messages(prompt))
+            text = self.tokenizer.apply_chat_template(check_messages(prompt, UsageError))
         return self.tokenizer.encode(text)
 
     def _check_length(self, n_prompt: int, max_new_tokens: int) -> None:

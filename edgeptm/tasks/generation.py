@@ -73,20 +73,26 @@ class LMDataset:
         return [t for t in out if t.strip()]
 
 
+def check_messages(messages: Any, error: type[Exception], where: str = "") -> list[dict[str, str]]:
+    """Chat messages as a template takes them ({'role', 'content'}, known roles), or ``error``
+    naming the first bad one (DataError for training data, UsageError for a prompt)."""
+    if not isinstance(messages, (list, tuple)) or not messages:
+        raise error(f"{where}'messages' must be a non-empty list of {{'role', 'content'}} objects")
+    checked = []
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict) or not isinstance(message.get("content"), str):
+            raise error(f"{where}message {i}: expected {{'role': ..., 'content': '...'}}")
+        if message.get("role") not in ROLES:
+            raise error(f"{where}message {i}: unknown chat role {message.get('role')!r} (known: {', '.join(ROLES)})")
+        checked.append({"role": message["role"], "content": message["content"]})
+    return checked
+
+
 def _example(row: Any, where: str) -> LMExample:
     if not isinstance(row, dict):
         raise DataError(f"{where}: expected a JSON object with prompt/completion, messages, or text")
     if "messages" in row:
-        messages = row["messages"]
-        if not isinstance(messages, list) or not messages:
-            raise DataError(f"{where}: 'messages' must be a non-empty list")
-        checked = []
-        for i, m in enumerate(messages):
-            if not isinstance(m, dict) or not isinstance(m.get("content"), str):
-                raise DataError(f"{where}: message {i} needs a 'role' and a string 'content'")
-            if m.get("role") not in ROLES:
-                raise DataError(f"{where}: message {i} has unknown role {m.get('role')!r} (known: {', '.join(ROLES)})")
-            checked.append({"role": m["role"], "content": m["content"]})
+        checked = check_messages(row["messages"], DataError, f"{where}: ")
         if not any(m["role"] == "assistant" for m in checked):
             raise DataError(f"{where}: no assistant message to learn")
         return LMExample("messages", messages=tuple(checked))
