@@ -237,18 +237,19 @@ def masked_perplexity(decoder: Any, encoded: list[tuple[list[int], list[int]]]) 
 
 
 def greedy_tokens(decoder: Any, prompt: list[int], steps: int) -> tuple[list[int], list[Any]]:
-    """``steps`` greedy tokens after ``prompt``, and the logits each step chose from."""
+    """``steps`` greedy tokens after ``prompt``, and the logits each step chose from (copies: an ONNX
+    Runtime decoder rewrites one output buffer in place on every step)."""
     import numpy as np
 
     decoder.reset(len(prompt) + steps)
     logits = decoder.forward(prompt)
-    tokens, seen = [], [logits]
+    tokens, seen = [], [np.array(logits, copy=True)]
     for _ in range(steps):
         tokens.append(int(np.argmax(logits)))
         if len(tokens) == steps:
             break
         logits = decoder.forward([tokens[-1]])
-        seen.append(logits)
+        seen.append(np.array(logits, copy=True))
     return tokens, seen
 
 
