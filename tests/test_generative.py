@@ -329,6 +329,183 @@ def test_weight_packing_roundtrip() -> None:
         quantize_weight(w, 4, 24)
 
 
+def _run_ort(nodes: list, inits: dict, feeds: dict, output: str) -> np.ndarray:
+    """One small graph of the given nodes through ONNX Runtime's CPU kernels."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import helper, numpy_helper
+
+    from edgeptm.decoder import IR_VERSION
+
+    graph = helper.make_graph(
+        nodes,
+        "probe",
+        [
+            helper.make_tensor_value_info(n, onnx.helper.np_dtype_to_tensor_dtype(v.dtype), v.shape)
+            for n, v in feeds.items()
+        ],
+        [helper.make_empty_tensor_value_info(output)],
+        [numpy_helper.from_array(np.ascontiguousarray(v), n) for n, v in inits.items()],
+    )
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)]
+    )
+    model.ir_version = IR_VERSION
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return session.run([output], feeds)[0]
+
+
+def _q4_1_weight(rng: np.random.Generator, n: int, k: int) -> np.ndarray:
+    """A weight as a Q4_1 file stores it: each block of 32 rounded to step * code + minimum, the step
+    and the minimum in float16 (then de-quantized to float32, as transformers reads GGUF)."""
+    x = (rng.standard_normal((n, k // 32, 32)) * 0.1 + rng.uniform(-0.05, 0.05, (n, k // 32, 1))).astype(np.float32)
+    low = x.min(axis=-1, keepdims=True).astype(np.float16).astype(np.float32)
+    step = ((x.max(axis=-1, keepdims=True) - low) / 15).astype(np.float16).astype(np.float32)
+    codes = np.clip(np.rint((x - low) / step), 0, 15)
+    return (step * codes + low).reshape(n, k)
+
+
+def test_asymmetric_blocks_and_grid_offsets_in_onnxruntime() -> None:
+    """Asymmetric blocks fit skewed weights better than symmetric ones, and ONNX Runtime's MatMulNBits
+    and GatherBlockQuantized read our zero points as we wrote them. A weight on a Q4_1 grid goes
+    through MatMulNBits with its offset columns (the graph's Reshape/ReduceSum/Concat) much closer than
+    any re-rounding; a weight off any grid is not taken for one."""
+    from onnx import helper
+
+    from edgeptm.quantization.weight_only import MS_DOMAIN, _gather_nodes, grid_with_offsets, on_grid, quantize_weight
+
+    rng = np.random.default_rng(0)
+    n, k = 48, 128
+    skewed = (rng.standard_normal((n, k)) * 0.1 + 0.15).astype(np.float32)
+    for method in ("rtn", "search"):
+        asym = np.abs(quantize_weight(skewed, 4, 32, method, symmetric=False).dequantize() - skewed).mean()
+        sym = np.abs(quantize_weight(skewed, 4, 32, method, symmetric=True).dequantize() - skewed).mean()
+        assert asym < 0.8 * sym, (method, asym, sym)
+    x = rng.standard_normal((1, 3, k)).astype(np.float32)
+    wq = quantize_weight(skewed, 4, 32, "search", symmetric=False)
+    inits = {"B": wq.packed, "S": wq.scales.reshape(-1), "Z": wq.packed_zero_points()}
+    node = helper.make_node(
+        "MatMulNBits", ["x", "B", "S", "Z"], ["y"], domain=MS_DOMAIN, K=k, N=n, bits=4, block_size=32
+    )
+    y = _run_ort([node], inits, {"x": x}, "y")
+    np.testing.assert_allclose(y, x @ wq.dequantize().T, rtol=1e-4, atol=1e-4)
+
+    table = quantize_weight(skewed, 4, 32, "search", symmetric=False)  # as the tied 4-bit embedding table
+    ids = np.array([[0, 7, 47, 7]], dtype=np.int64)
+    inits = {"E_Q4": table.packed, "E_scales": table.scales.reshape(-1), "E_zero_points": table.packed_zero_points()}
+
+    def add(name: str, array: np.ndarray) -> str:
+        inits[name] = array
+        return name
+
+    nodes = _gather_nodes("E", "E_Q4", table, k, add)
+    got = _run_ort(nodes, inits, {"input_ids": ids}, "embeddings_q")
+    np.testing.assert_allclose(got, table.dequantize()[ids], rtol=1e-6, atol=1e-6)
+
+    grid = _q4_1_weight(rng, n, k)
+    assert on_grid(grid, 4, 32) is not None and on_grid(skewed, 4, 32) is None
+    exact = grid_with_offsets(grid, 4, 32)
+    assert exact.k == k + k // 32
+    inits = {
+        "B": exact.packed,
+        "S": exact.scales.reshape(-1),
+        "Z": exact.packed_zero_points(),
+        "shape": np.array([0, 0, -1, 32], dtype=np.int64),
+        "axes": np.array([-1], dtype=np.int64),
+    }
+    nodes = [
+        helper.make_node("Reshape", ["x", "shape"], ["blocks"]),
+        helper.make_node("ReduceSum", ["blocks", "axes"], ["sums"], keepdims=0),
+        helper.make_node("Concat", ["x", "sums"], ["x_sums"], axis=-1),
+        helper.make_node(
+            "MatMulNBits", ["x_sums", "B", "S", "Z"], ["y"], domain=MS_DOMAIN, K=exact.k, N=n, bits=4, block_size=32
+        ),
+    ]
+    y = _run_ort(nodes, inits, {"x": x}, "y")
+    exact_err = np.abs(y - x @ grid.T).max()
+    refit = quantize_weight(grid, 4, 32, "search", symmetric=False).dequantize()
+    refit_err = np.abs(x @ refit.T - x @ grid.T).max()
+    assert exact_err < refit_err / 5, (exact_err, refit_err)
+
+
+def test_grid_offsets_in_the_decoder_graph(tiny_lm_dir: Path, tmp_path: Path) -> None:
+    """A decoder whose weights lie on a Q4_1 grid (as SmolLM2's de-quantized GGUF does): INT4 with
+    offset columns on every matmul follows the float graph far closer than re-rounded blocks, and
+    its greedy tokens are the float graph's."""
+    import onnx
+    import torch
+
+    from edgeptm.decoder import build_decoder, open_decoder, save_model
+    from edgeptm.models.causal import CausalLMSpec
+    from edgeptm.quantization.weight_only import quantize_decoder_graph
+    from edgeptm.tasks.generation import compare_decoders
+
+    model = CausalLMSpec("hf:tiny", str(tiny_lm_dir)).load_model()
+    rng = np.random.default_rng(3)
+    with torch.no_grad():
+        for name, module in model.named_modules():
+            if isinstance(module, torch.nn.Linear) and "layers" in name:
+                n, k = module.weight.shape
+                module.weight.copy_(torch.from_numpy(_q4_1_weight(rng, n, k) * 3))
+    graph, shape = build_decoder(model)
+    save_model(graph, tmp_path / "float.onnx")
+    float_graph = open_decoder(tmp_path / "float.onnx", shape)
+    prompts = [list(rng.integers(0, shape.vocab_size, n)) for n in (6, 19)]
+    diffs = {}
+    for offsets in ("all", "none"):
+        quantized = onnx.ModelProto()
+        quantized.CopyFrom(graph)
+        counts = quantize_decoder_graph(quantized, 4, 32, "search", 32, 0, grid_offsets=offsets)
+        assert counts["grid_offsets"] == (counts["matmuls"] if offsets == "all" else 0)
+        save_model(quantized, tmp_path / f"{offsets}.onnx")
+        result = compare_decoders(float_graph, open_decoder(tmp_path / f"{offsets}.onnx", shape), prompts, 6)
+        diffs[offsets] = result["max_abs_logit_diff"]
+        if offsets == "all":
+            assert result["greedy_tokens_agreeing"] == result["greedy_tokens"]
+    assert diffs["all"] < diffs["none"] / 4, diffs
+
+
+def test_split_embedding_table_is_exact(tiny_lm_dir: Path, tmp_path: Path) -> None:
+    """A 4-bit tied table with its first rows at 8 bits: the quantized graph computes exactly what
+    the float graph computes with that table de-quantized (ids on both sides of the split, the
+    embedding's Where and the head's two matmuls and Concat)."""
+    import onnx
+    from onnx import numpy_helper
+
+    from edgeptm.decoder import build_decoder, open_decoder, save_model
+    from edgeptm.models.causal import CausalLMSpec
+    from edgeptm.quantization.weight_only import quantize_decoder_graph, quantize_weight
+    from edgeptm.tasks.generation import compare_decoders
+
+    model = CausalLMSpec("hf:tiny", str(tiny_lm_dir)).load_model()
+    graph, shape = build_decoder(model)
+    split = 100
+    quantized = onnx.ModelProto()
+    quantized.CopyFrom(graph)
+    counts = quantize_decoder_graph(quantized, 4, 32, "search", 4, 0, embedding_8bit_rows=split)
+    assert counts["embedding_8bit_rows"] == split
+    ops = [node.op_type for node in quantized.graph.node]
+    assert ops.count("GatherBlockQuantized") == 2 and "Where" in ops
+    save_model(quantized, tmp_path / "q.onnx")
+    table = next(i for i in graph.graph.initializer if i.name == "model.embed_tokens.weight")
+    weights = numpy_helper.to_array(table)
+    expected = np.concatenate(
+        [
+            quantize_weight(weights[:split], 8, 32, "rtn").dequantize(),
+            quantize_weight(weights[split:], 4, 32, "search", symmetric=False).dequantize(),
+        ]
+    )
+    table.CopyFrom(numpy_helper.from_array(expected.astype(np.float32), table.name))
+    reference = onnx.ModelProto()
+    reference.CopyFrom(graph)
+    quantize_decoder_graph(reference, 4, 32, "search", 32, 0)  # layers as above, the table float
+    save_model(reference, tmp_path / "reference.onnx")
+    prompts = [[1, 5, split - 1, split, split + 1, shape.vocab_size - 1, 2]]
+    reference_graph = open_decoder(tmp_path / "reference.onnx", shape)
+    result = compare_decoders(reference_graph, open_decoder(tmp_path / "q.onnx", shape), prompts, 4)
+    assert result["max_abs_logit_diff"] < 1e-3, result
+
+
 @pytest.mark.slow
 def test_smollm2_as_is_export_and_int8(lm_data: tuple[Path, Path], tmp_path: Path) -> None:
     """The packaged SmolLM2-135M-Instruct: the decoder export validated against PyTorch (logits,
@@ -420,3 +597,46 @@ def test_chat_template_renders_as_transformers(tiny_lm_dir: Path, tmp_path: Path
         text = hf.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         assert ours.apply_chat_template(messages) == text
         assert ours.encode(text) == hf(text, add_special_tokens=False)["input_ids"]
+
+
+def test_executorch_generator_program(lm_run: dict, tmp_path: Path) -> None:
+    """compile --target executorch on a causal LM checkpoint: a .pte with a static KV cache that
+    edgeptm.load() generates with. FP32 follows eager PyTorch (logits, greedy tokens, perplexity);
+    8da4w (int4 weights, int8 dynamic activations) keeps perplexity close; a request longer than the
+    cache, an INT8 precision meant for classifiers and a target that builds no generators get one line."""
+    import edgeptm
+    from edgeptm.compile import CompileOptions
+    from edgeptm.compile import compile as compile_stage
+
+    pytest.importorskip("executorch")
+    ckpt = lm_run["ckpt"]
+    from edgeptm.artifacts import open_artifact
+    from edgeptm.cli import cli as main
+
+    result = CliRunner().invoke(
+        main,
+        ["compile", str(ckpt.path), "--target", "executorch", "--max-seq-len", "64", "--out", str(tmp_path / "fp32")],
+    )
+    assert result.exit_code == 0, result.output
+    assert "static KV cache of 64 positions" in result.output and "perplexity" in result.output
+    fp32 = open_artifact(tmp_path / "fp32")
+    v, m = fp32.manifest["validation"], fp32.metrics
+    assert v["greedy_tokens_agreeing"] == v["greedy_tokens"] > 0 and v["max_abs_logit_diff"] < 1e-2
+    assert m["perplexity"] == pytest.approx(m["parent_perplexity"], rel=1e-3)
+    assert fp32.manifest["compile"]["max_cache_len"] == 64 and (fp32.path / "model.pte").is_file()
+    int4 = compile_stage(
+        ckpt, tmp_path / "8da4w", CompileOptions(target="executorch", precision="8da4w", max_seq_len=64)
+    )
+    assert int4.metrics["perplexity_increase_pct"] < 10
+    assert int4.size_bytes(["model"]) < fp32.size_bytes(["model"])
+    prompt = "Write a positive review."
+    with edgeptm.load(fp32.path) as engine, edgeptm.load(ckpt.path) as eager:
+        ours, theirs = engine.generate(prompt, max_new_tokens=12), eager.generate(prompt, max_new_tokens=12)
+        assert ours.token_ids == theirs.token_ids and ours.text == theirs.text
+        with pytest.raises(UsageError, match="KV cache holds 64"):
+            engine.generate(prompt, max_new_tokens=200)
+    with pytest.raises(UsageError, match="fp32 or 8da4w"):
+        compile_stage(ckpt, tmp_path / "int8", CompileOptions(target="executorch", precision="int8"))
+    with pytest.raises(UsageError, match="does not build generators"):
+        compile_stage(ckpt, tmp_path / "aoti", CompileOptions(target="aoti"))
+    assert not (tmp_path / "int8").exists() and not (tmp_path / "aoti").exists()

@@ -75,13 +75,35 @@ from edgeptm.cli.common import force_option, options, out_option, profile_option
     type=click.Choice(["4", "8", "32"]),
     default=None,
     callback=lambda ctx, param, value: int(value) if value else None,
-    help="Generators: the token embedding / LM head table [default: 8].",
+    help="Generators: the token embedding / LM head table [default: 4 for int4 (its first rows 8-bit: "
+    "--embedding-8bit-rows), 8 for int8].",
 )
 @click.option(
     "--accuracy-level",
     type=click.IntRange(0, 4),
     default=None,
     help="Generators: MatMulNBits compute, 4 = int8 activations (fastest on CPU), 0 = float [default: 4].",
+)
+@click.option(
+    "--symmetric",
+    is_flag=True,
+    help="Generators' int4: blocks without zero points [default: asymmetric blocks with 4-bit zero points, "
+    "faster and closer on ONNX Runtime CPU].",
+)
+@click.option(
+    "--grid-offsets",
+    type=click.Choice(["none", "widest", "all"]),
+    default=None,
+    help="Generators' int4, for weights that already lie on a 4-bit grid (de-quantized from a Q4_1 file): "
+    "write the widest matmuls (or all) exactly on that grid, their blocks' offsets as extra input columns "
+    "[default: widest].",
+)
+@click.option(
+    "--embedding-8bit-rows",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Generators, a 4-bit tied embedding / LM head table: its first N token rows (the most frequent "
+    "tokens of a byte-level BPE vocabulary) stay 8-bit [default: 2048; 0: all 4-bit].",
 )
 @click.option(
     "--max-perplexity-increase",

@@ -75,6 +75,9 @@ class QuantizeOptions:
     weight_method: str | None = None  # auto | rtn | search | imatrix | gptq
     embedding_bits: int | None = None  # the embedding / LM head table: 4, 8 (default) or 32 (float)
     accuracy_level: int | None = None  # MatMulNBits compute: 4 = int8 activations (default), 0 = float
+    symmetric: bool = False  # int4: blocks without zero points (default: asymmetric, uint8 zero points)
+    grid_offsets: str | None = None  # int4 weights already on a 4-bit grid: none | widest (default) | all
+    embedding_8bit_rows: int | None = None  # a 4-bit tied table: its first N token rows at 8 bits (default 2048)
     max_perplexity_increase: float | None = None  # percent; refuse a result beyond it
 
 

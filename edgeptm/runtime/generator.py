@@ -24,7 +24,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from edgeptm.artifacts import Artifact
-from edgeptm.errors import ArtifactError, UsageError
+from edgeptm.errors import ArtifactError, BackendError, UsageError
 from edgeptm.tasks.generation import check_messages
 
 Messages = Sequence[dict[str, str]]
@@ -208,7 +208,8 @@ class OrtDecoder:
         self._binding, self._decoding, self._keeping_all = binding, False, False
 
     def forward(self, ids: Sequence[int], all_logits: bool = False) -> np.ndarray:
-        """Logits for the new ``ids`` ([len(ids), vocab] with ``all_logits``, else [vocab] for the last)."""
+        """Logits for the new ``ids`` ([len(ids), vocab] with ``all_logits``, else [vocab] for the last).
+        The [vocab] array is a view of the bound output buffer, rewritten by the next call: copy it to keep it."""
         total = self.length + len(ids)
         if total > self.capacity:
             raise UsageError(f"the request needs {total} positions; its cache holds {self.capacity}")
@@ -380,7 +381,8 @@ class Generator:
     def perplexity(self, ids: Sequence[int], window: int = 1024) -> float:
         """exp(mean negative log-likelihood) of ``ids[1:]``, over non-overlapping windows of
         ``window`` tokens (each window predicts its own tokens after the first)."""
-        return perplexity(self.decoder, [int(i) for i in ids], min(window, self.context_length))
+        limit = min(window, self.context_length, getattr(self.decoder, "max_cache_len", None) or window)
+        return perplexity(self.decoder, [int(i) for i in ids], limit)
 
     def close(self) -> None:
         if self.backend is not None:
@@ -460,7 +462,13 @@ def perplexity(decoder: Any, ids: list[int], window: int) -> float:
 
 
 def open_generator(artifact: Artifact, backend: Any | None, threads: int | None = None) -> Generator:
-    """The generator for a causal LM artifact: ONNX on ``backend`` (opened by load()), a checkpoint in PyTorch."""
+    """The generator for a causal LM artifact: ONNX on ``backend`` (opened by load()), a compiled
+    engine through its backend's ``decoder()``, a checkpoint in PyTorch."""
+    if artifact.kind == "engine":
+        decoder = getattr(backend, "decoder", None)
+        if decoder is None:
+            raise BackendError(f"{artifact.path}: the {backend.name} backend does not run generators")
+        return Generator(artifact, decoder(), backend)
     if artifact.kind == "checkpoint":
         import torch
 
