@@ -128,6 +128,19 @@ def command(source: str, out: str, force: bool, shapes: tuple[str, ...], **kwarg
     where, against = targets.get(info["target"]).summary(info)
     seconds = info.get("build_seconds", info.get("compile_seconds"))
     click.echo(f"engine: {artifact.path} ({info['target']}, {where}, {seconds} s)")
+    if artifact.task == "text-generation":
+        click.echo(
+            f"vs {against}: largest logit difference {v['max_abs_logit_diff']:.2e}, greedy tokens agreeing "
+            f"{v['greedy_tokens_agreeing']}/{v['greedy_tokens']} on {v['prompts']} prompts ({v['on']})"
+        )
+        if m.get("perplexity") is None:
+            click.echo("perplexity not measured (no validation examples carried)")
+        else:
+            click.echo(
+                f"perplexity {m['perplexity']:.3f} (parent {m['parent_perplexity']:.3f}, "
+                f"{m['perplexity_increase_pct']:+.2f}%) on {m['val_tokens']} tokens"
+            )
+        return
     if m.get("accuracy") is not None:
         delta = m.get("accuracy_delta_points")
         accuracy = f"val accuracy {m['accuracy']:.4f}" + (f" ({delta:+.2f} points)" if delta is not None else "")

@@ -138,6 +138,8 @@ class Target:
     native_code: str | None = None  # "module:function": what native code loading an engine maps (trust)
     packages: tuple[str, ...] = ()  # distributions the environment record and reports list
     install: str = ""  # what to pip install when its backend cannot import
+    # "module:function" building a generator's engine from a causal LM checkpoint ("": refused)
+    generator_build: str = ""
     # compile record -> the flags (beyond --target) that rebuild the engine when no profile made it
     rebuild_flags: Callable[[dict[str, Any]], str] = lambda info: ""
 

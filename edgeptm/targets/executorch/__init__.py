@@ -9,12 +9,13 @@ from typing import Any
 from edgeptm.targets.common import OptionError, Target, TargetOptions, option
 
 
-PRECISIONS = ("fp32", "int8")
+PRECISIONS = ("fp32", "int8", "8da4w")  # 8da4w: generators only (generative.py)
 DEFAULT_CALIB_SAMPLES = 100
 # PT2E activation scales per task: text scales activations per call, images calibrate static scales.
 SCHEMES = {"text-classification": "dynamic", "feature-extraction": "dynamic"}
 _PRECISION_WORDS = {
     "fp32": "FP32 program, XNNPACK's float kernels",
+    "8da4w": "generators: int4 weights in groups of 32 with int8 dynamic activations (torchao), static KV cache",
     "int8": "INT8 by PT2E with the XNNPACK quantizer in 'compile' (per-channel weights; images: static "
     "activation scales calibrated on {samples} samples; text: dynamic activations)",
 }
@@ -60,6 +61,8 @@ def explain(profile: Any) -> dict[str, list[str]]:
 
 def summary(info: dict[str, Any]) -> tuple[str, str]:
     shapes = "static shapes" if info.get("static_shapes") else "dynamic shapes"
+    if info.get("max_cache_len"):  # a generator's program
+        shapes = f"static KV cache of {info['max_cache_len']} positions"
     delegate = info["delegate"]
     total = delegate["delegated_nodes"] + delegate["non_delegated_nodes"]
     return (
@@ -76,12 +79,14 @@ TARGET = Target(
     compiles_from="checkpoint",
     accepts="a checkpoint artifact (PyTorch weights)",
     build="edgeptm.targets.executorch.build:build",
+    generator_build="edgeptm.targets.executorch.generative:build_generator",
     backend="edgeptm.targets.executorch.backend:ExecuTorchBackend",
     summary=summary,
     explain=explain,
     help=(
         "--target executorch: SOURCE is a checkpoint artifact; a .pte program with the XNNPACK delegate (fp32, "
-        "or int8 with PT2E), checked against eager PyTorch."
+        "or int8 with PT2E; a generator: fp32 or 8da4w with a static KV cache of --max-seq-len positions), "
+        "checked against eager PyTorch."
     ),
     options=ExecuTorchOptions,
     precisions=PRECISIONS,

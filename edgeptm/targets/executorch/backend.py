@@ -22,13 +22,13 @@ import contextlib
 import os
 import sys
 import warnings
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
 from edgeptm.artifacts import Artifact
 from edgeptm.environment import silence_known_warnings
-from edgeptm.errors import BackendError, RuntimeUnavailable
+from edgeptm.errors import BackendError, RuntimeUnavailable, UsageError
 from edgeptm.runtime.engine import EngineBackend
 
 INSTALL_HINT = "pip install executorch with a constraint that keeps your torch"
@@ -126,6 +126,13 @@ class ExecuTorchBackend(EngineBackend):
                 f"{info.get('executorch')}, this is {__version__}; rebuild it here: {self.rebuild}"
             ) from None
         self._program = program  # the method's memory lives as long as its program
+        self.max_cache_len = info.get("max_cache_len")  # a generator's program: its static KV cache
+
+    def decoder(self) -> Any:
+        """A generator's program as the decoder ``edgeptm.load`` steps (reset, forward)."""
+        if not self.max_cache_len:
+            raise BackendError(f"{self.path}: this ExecuTorch program is not a generator's")
+        return ExecuTorchDecoder(self.method, int(self.max_cache_len))
 
     def shape_problem(self, name: str, shape: tuple[int, ...], low: list[int], high: list[int]) -> str:
         """XNNPACK plans memory for the shapes a program is built for: say so, and how to build another."""
@@ -149,3 +156,34 @@ class ExecuTorchBackend(EngineBackend):
     def close(self) -> None:
         self.method = None
         self._program = None
+
+
+class ExecuTorchDecoder:
+    """Steps a generator's ``.pte`` program (the interface the Generator drives: reset, forward)."""
+
+    def __init__(self, method: Any, max_cache_len: int) -> None:
+        self.method, self.max_cache_len = method, max_cache_len
+        self.length = 0
+        self.capacity = max_cache_len
+
+    def reset(self, capacity: int) -> None:
+        """A new request reaching ``capacity`` positions: the program's cache holds ``max_cache_len``."""
+        if capacity > self.max_cache_len:
+            raise UsageError(
+                f"the request needs {capacity} positions; this ExecuTorch program's KV cache holds "
+                f"{self.max_cache_len} (build it with a larger --max-seq-len)"
+            )
+        self.length, self.capacity = 0, capacity
+
+    def forward(self, ids: Sequence[int], all_logits: bool = False) -> np.ndarray:
+        import torch
+
+        total = self.length + len(ids)
+        if total > self.capacity:
+            raise UsageError(f"the request needs {total} positions; its cache holds {self.capacity}")
+        out = self.method.execute(
+            [torch.tensor([list(ids)], dtype=torch.long), torch.arange(self.length, total, dtype=torch.long)]
+        )[0]
+        self.length = total
+        logits = out[0].float().numpy()
+        return logits if all_logits else logits[-1]

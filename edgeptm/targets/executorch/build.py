@@ -58,6 +58,8 @@ def resolve_precision(options: Any) -> str:
     """--precision beats the profile's compile.precision, which beats fp32."""
     section = options.profile.compile if getattr(options.profile, "compile", None) else None
     precision = pick(options.precision, section and section.precision, "fp32")
+    if precision == "8da4w":
+        raise UsageError("--precision 8da4w (int4 weights, int8 dynamic activations) is for generators' programs")
     if precision not in PRECISIONS:
         raise UsageError(f"--precision {precision}: ExecuTorch's XNNPACK target builds {', '.join(PRECISIONS)}")
     return precision
