@@ -4,7 +4,8 @@
 
 fp32: ``edgeptm export smollm2-135m`` (the packaged GGUF, de-quantized, as every peer but llama.cpp
 uses it). INT8 / INT4: ``edgeptm quantize`` of that export with the options in
-``protocol.EDGEPTM_BUILDS``. The data-aware INT4 calibrates on Rotten Tomatoes *training* sentences
+``protocol.EDGEPTM_BUILDS``; ExecuTorch programs: ``edgeptm compile smollm2-135m --target executorch``
+with ``protocol.EDGEPTM_PROGRAMS``. The data-aware INT4 calibrates on Rotten Tomatoes *training* sentences
 (WORK/data/calib.jsonl, written here from the project's cached demo split); the evaluation text is
 the *validation* split's, so the two never overlap.
 """
@@ -20,7 +21,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from protocol import DEFAULT_WORK, EDGEPTM_BUILDS, Work  # noqa: E402
+from protocol import DEFAULT_WORK, EDGEPTM_BUILDS, EDGEPTM_PROGRAMS, Work  # noqa: E402
 
 CALIB_SENTENCES = 600  # ~12,000 tokens; quantize takes the first 8,192
 
@@ -58,6 +59,14 @@ def main() -> None:
             cmd = cli + ["export", "smollm2-135m", "--out", str(out)] + force
         else:
             cmd = cli + ["quantize", str(root / "fp32"), "--out", str(out), "--calib", str(calib), *options] + force
+        print(" ".join(cmd[1:]), flush=True)
+        subprocess.run(cmd, check=True)
+    for name, options in EDGEPTM_PROGRAMS.items():
+        out = root / name
+        if out.is_dir() and not args.force:
+            print(f"{out}: exists")
+            continue
+        cmd = cli + ["compile", "smollm2-135m", "--out", str(out), *options] + (["--force"] if args.force else [])
         print(" ".join(cmd[1:]), flush=True)
         subprocess.run(cmd, check=True)
 

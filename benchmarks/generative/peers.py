@@ -57,6 +57,7 @@ ENGINES: dict[str, Engine] = {
     **{f"ortgenai-{b}": Engine(PEERS_PYTHON, "peers:OrtGenAIRunner", {"build": b}) for b in protocol.ORTGENAI_BUILDS},
     # edgeptm's own artifacts (build_edgeptm.py writes them under WORK/edgeptm/), run by edgeptm.load()
     **{f"edgeptm-{b}": Engine(PROJECT_PYTHON, "peers:EdgeptmRunner", {"build": b}) for b in protocol.EDGEPTM_BUILDS},
+    **{f"edgeptm-{b}": Engine(PROJECT_PYTHON, "peers:EdgeptmRunner", {"build": b}) for b in protocol.EDGEPTM_PROGRAMS},
 }
 
 
@@ -279,10 +280,10 @@ class EdgeptmRunner:
         self.notes = ", ".join(f"{k}={q[k]}" for k in ("mode", "method", "block_size", "embedding_bits") if k in q)
 
     def artifact_paths(self) -> list[Path]:
-        return [self.dir / "model.onnx"]
+        return [self.generator.artifact.file("model")]
 
     def versions(self) -> dict[str, str]:
-        return versions_of("edgeptm", "onnxruntime", "numpy")
+        return versions_of("edgeptm", "onnxruntime", "executorch", "numpy")
 
     def generate(self, prompt_ids: Sequence[int], new_tokens: int, clock: TokenClock) -> list[int]:
         decoder = self.generator.decoder

@@ -82,9 +82,17 @@ ORTGENAI_BUILDS: dict[str, tuple[str, tuple[str, ...]]] = {
 EDGEPTM_BUILDS: dict[str, tuple[str, ...]] = {
     "fp32": (),
     "int8": ("--mode", "int8"),
-    "int4": ("--mode", "int4"),
-    "int4-emb4": ("--mode", "int4", "--embedding-bits", "4"),
-    "int4-b16": ("--mode", "int4", "--block-size", "16"),
+    "int4": ("--mode", "int4"),  # asymmetric, grid offsets on the widest matmuls, 4-bit table + 2,048 8-bit rows
+    "int4-emb8": ("--mode", "int4", "--embedding-bits", "8"),
+    "int4-rows0": ("--mode", "int4", "--embedding-8bit-rows", "0"),
+    "int4-all": ("--mode", "int4", "--embedding-8bit-rows", "0", "--grid-offsets", "all"),
+    "int4-asym": ("--mode", "int4", "--embedding-bits", "8", "--grid-offsets", "none"),
+    "int4-sym": ("--mode", "int4", "--embedding-bits", "8", "--symmetric", "--grid-offsets", "none"),
+}
+# edgeptm's ExecuTorch programs (directory name -> the compile options; compiled from smollm2-135m as-is).
+EDGEPTM_PROGRAMS: dict[str, tuple[str, ...]] = {
+    # the cache holds the 2,048-token perplexity pass in one prefill, as every other engine runs it
+    "pte-8da4w": ("--target", "executorch", "--precision", "8da4w", "--max-seq-len", "2176"),
 }
 
 
