@@ -47,6 +47,17 @@ def options(*decorators: Callable) -> Callable:
     return apply
 
 
+def echo_perplexity(metrics: dict[str, Any], missing: str) -> None:
+    """A generator artifact's perplexity against its parent's, or ``missing`` when not measured."""
+    if metrics.get("perplexity") is None:
+        click.echo(missing)
+        return
+    click.echo(
+        f"perplexity {metrics['perplexity']:.3f} (parent {metrics['parent_perplexity']:.3f}, "
+        f"{metrics['perplexity_increase_pct']:+.2f}%) on {metrics['val_tokens']} tokens"
+    )
+
+
 def echo_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
 

@@ -7,7 +7,7 @@ from typing import Any, Callable
 import click
 
 from edgeptm import targets
-from edgeptm.cli.common import force_option, options, out_option, profile_option
+from edgeptm.cli.common import echo_perplexity, force_option, options, out_option, profile_option
 
 
 def _quantizing() -> str:
@@ -133,13 +133,7 @@ def command(source: str, out: str, force: bool, shapes: tuple[str, ...], **kwarg
             f"vs {against}: largest logit difference {v['max_abs_logit_diff']:.2e}, greedy tokens agreeing "
             f"{v['greedy_tokens_agreeing']}/{v['greedy_tokens']} on {v['prompts']} prompts ({v['on']})"
         )
-        if m.get("perplexity") is None:
-            click.echo("perplexity not measured (no validation examples carried)")
-        else:
-            click.echo(
-                f"perplexity {m['perplexity']:.3f} (parent {m['parent_perplexity']:.3f}, "
-                f"{m['perplexity_increase_pct']:+.2f}%) on {m['val_tokens']} tokens"
-            )
+        echo_perplexity(m, "perplexity not measured (no validation examples carried)")
         return
     if m.get("accuracy") is not None:
         delta = m.get("accuracy_delta_points")

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import click
 
-from edgeptm.cli.common import force_option, options, out_option, profile_option
+from edgeptm.cli.common import echo_perplexity, force_option, options, out_option, profile_option
 
 
 @click.command(name="quantize")
@@ -133,13 +133,7 @@ def command(onnx_artifact: str, out: str, force: bool, **kwargs) -> None:
             f"greedy tokens agreeing with the parent: {v['greedy_tokens_agreeing']}/{v['greedy_tokens']} "
             f"on {v['prompts']} prompts"
         )
-        if m.get("perplexity") is None:
-            click.echo("perplexity not measured (no validation examples; pass --val)")
-        else:
-            click.echo(
-                f"perplexity {m['perplexity']:.3f} (parent {m['parent_perplexity']:.3f}, "
-                f"{m['perplexity_increase_pct']:+.2f}%) on {m['val_tokens']} tokens"
-            )
+        echo_perplexity(m, "perplexity not measured (no validation examples; pass --val)")
         return
     click.echo(f"{artifact.manifest['quantization']['mode']}: {artifact.path}")
     if m.get("accuracy") is None:

@@ -161,17 +161,16 @@ def compile(  # noqa: A001 - the stage is called compile, as in the CLI
         lambda a: a.kind == target.compiles_from,
         inputs=inputs,
     )
-    build = target.load("build")
-    if artifact.task == "text-generation":
-        if not target.generator_build:
-            able = [t.name for t in targets.TARGETS.values() if t.generator_build]
-            raise UsageError(
-                f"{artifact.path}: compile --target {target.name} does not build generators (--target "
-                f"{' or '.join(able)} does; on ONNX Runtime: 'edgeptm export' then 'edgeptm quantize --mode int4')"
-            )
-        build = target.load("generator_build")
+    generator = artifact.task == "text-generation"
+    if generator and not target.generator_build:
+        able = [t.name for t in targets.TARGETS.values() if t.generator_build]
+        raise UsageError(
+            f"{artifact.path}: compile --target {target.name} does not build generators (--target "
+            f"{' or '.join(able)} does; on ONNX Runtime: 'edgeptm export' then 'edgeptm quantize --mode int4')"
+        )
     for key, path in files.items():  # the target writes it back: never over the source or into an artifact
         check_output_paths([path], f"--{key.replace('_', '-')}", [artifact.path])
+    build = target.load("generator_build" if generator else "build")
     with ArtifactWriter(out, force=force, inputs=[artifact.path, *inputs]) as writer:
         manifest = build(artifact, writer, options)
         manifest["profile"] = profile.record() if profile else None

@@ -76,7 +76,7 @@ def quantize_decoder(artifact: Artifact, out: Path, options: Any, force: bool, i
     from edgeptm.decoder import DECODE_STEPS, open_decoder, save_model, validation_set
     from edgeptm.models.causal import DecoderShape, load_lm_tokenizer
     from edgeptm.quantization.weight_only import METHODS, input_statistics, quantize_decoder_graph
-    from edgeptm.tasks.generation import compare_decoders, masked_perplexity
+    from edgeptm.tasks.generation import compare_decoders, perplexity_against
 
     mode = options.mode or "int4"
     if mode not in MODES:
@@ -128,20 +128,13 @@ def quantize_decoder(artifact: Artifact, out: Path, options: Any, force: bool, i
         agreement = compare_decoders(parent, child, check["prompts"], DECODE_STEPS)
         metrics: dict[str, Any] = {"perplexity": None, "note": "no validation data: pass --val FILE"}
         if check["encoded"]:
-            before, after = masked_perplexity(parent, check["encoded"]), masked_perplexity(child, check["encoded"])
-            increase = 100.0 * (after["perplexity"] / before["perplexity"] - 1.0)
-            metrics = {
-                "perplexity": after["perplexity"],
-                "parent_perplexity": before["perplexity"],
-                "perplexity_increase_pct": increase,
-                "val_tokens": after["tokens"],
-                "perplexity_on": "completion tokens of the validation examples",
-            }
+            metrics = perplexity_against(parent, child, check["encoded"])
+            increase = metrics["perplexity_increase_pct"]
             limit = options.max_perplexity_increase
             if limit is not None and increase > limit:
                 raise AccuracyError(
-                    f"{mode}: perplexity {after['perplexity']:.3f} is {increase:.2f}% above the parent's "
-                    f"{before['perplexity']:.3f} (--max-perplexity-increase {limit:g}%); nothing written. "
+                    f"{mode}: perplexity {metrics['perplexity']:.3f} is {increase:.2f}% above the parent's "
+                    f"{metrics['parent_perplexity']:.3f} (--max-perplexity-increase {limit:g}%); nothing written. "
                     "Try --weight-method imatrix with --calib, --embedding-bits 8, or --mode int8"
                 )
         elif options.max_perplexity_increase is not None:

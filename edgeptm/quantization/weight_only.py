@@ -36,9 +36,10 @@ afresh. ``grid_offsets`` writes such a matmul exactly: the block codes and steps
 the offsets as extra input columns of the same MatMulNBits, fed with the block sums of its input
 (y = sum_b step_b (codes - zp_b) . x_b + offset_b * sum(x_b)): Reshape, ReduceSum and Concat in the
 graph, one more 4-bit block per 32 blocks of weights. The offsets themselves are 4-bit quantized
-(on Q4_1-style test weights the output error is 20-35x below re-rounding's). ``"widest"`` does this for the widest matmuls (the MLP's
-packed gate/up projection in each layer, which carries most of the re-rounding loss and has the
-most work to hide the extra operators behind), ``"all"`` for every matmul on a grid.
+(on Q4_1-style test weights the output error is 20-35x below re-rounding's). ``"widest"`` does this
+for the widest matmuls (the MLP's packed gate/up projection in each layer, which carries most of the
+re-rounding loss and has the most work to hide the extra operators behind), ``"all"`` for every
+matmul on a grid.
 
 The 4-bit embedding / LM head table. At 4 bits the tied table (a 49k x 576 matrix read once per
 token: 8-bit, it takes ~2.1 ms of SmolLM2's ~10 ms decode step on 2 cores, 4-bit ~1.2 ms) is where

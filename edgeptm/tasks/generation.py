@@ -236,6 +236,19 @@ def masked_perplexity(decoder: Any, encoded: list[tuple[list[int], list[int]]]) 
     return {"perplexity": float(np.exp(min(mean, 50.0))), "loss": mean, "tokens": count}
 
 
+def perplexity_against(parent: Any, child: Any, encoded: list[tuple[list[int], list[int]]]) -> dict[str, Any]:
+    """The manifest's perplexity metrics of ``child`` on the ``encoded`` validation examples, beside
+    its ``parent``'s on the same tokens."""
+    before, after = masked_perplexity(parent, encoded), masked_perplexity(child, encoded)
+    return {
+        "perplexity": after["perplexity"],
+        "parent_perplexity": before["perplexity"],
+        "perplexity_increase_pct": 100.0 * (after["perplexity"] / before["perplexity"] - 1.0),
+        "val_tokens": after["tokens"],
+        "perplexity_on": "completion tokens of the validation examples",
+    }
+
+
 def greedy_tokens(decoder: Any, prompt: list[int], steps: int) -> tuple[list[int], list[Any]]:
     """``steps`` greedy tokens after ``prompt``, and the logits each step chose from (copies: an ONNX
     Runtime decoder rewrites one output buffer in place on every step)."""

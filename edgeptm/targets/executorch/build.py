@@ -347,10 +347,6 @@ def build(artifact: Artifact, writer: Any, options: Any) -> dict[str, Any]:
 
     from edgeptm.targets.executorch.backend import quiet_import
 
-    with quiet_import():
-        from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
-        from executorch.exir import to_edge_transform_and_lower
-
     model = task.torch_model(artifact, for_export=True).eval()  # text: eager attention, fewer ops left out
     preprocessor = preprocessor_for(artifact)
     val = carried_val_data(task, artifact)
@@ -407,15 +403,7 @@ def build(artifact: Artifact, writer: Any, options: Any) -> dict[str, Any]:
                 ),
                 "quantize_seconds": round(time.perf_counter() - quantize_started, 1),
             }
-        try:
-            lowered = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
-        except Exception as exc:
-            raise _failed(artifact, "lowering to XNNPACK", exc) from None
-        record["delegate"] = delegation(lowered.exported_program().graph_module)
-        try:
-            buffer = lowered.to_executorch().buffer
-        except Exception as exc:
-            raise _failed(artifact, "serialization (to_executorch)", exc) from None
+        buffer = lower_to_program(artifact, program, record)
     if record["delegate"]["subgraphs"] == 0:
         raise ExportError(
             f"{artifact.path}: XNNPACK took no part of this model, so the program would run on ExecuTorch's slow "
@@ -446,6 +434,26 @@ def build(artifact: Artifact, writer: Any, options: Any) -> dict[str, Any]:
         record["delegate"]["delegated_nodes"] + record["delegate"]["non_delegated_nodes"],
     )
     return manifest
+
+
+def lower_to_program(artifact: Artifact, program: Any, record: dict[str, Any]) -> bytes:
+    """An exported program lowered to the XNNPACK delegate and serialized (the .pte's bytes); what
+    XNNPACK took goes into ``record["delegate"]``. Each step's failure is an ExportError naming it."""
+    from edgeptm.targets.executorch.backend import quiet_import
+
+    with quiet_import():
+        from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+        from executorch.exir import to_edge_transform_and_lower
+
+    try:
+        lowered = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
+    except Exception as exc:
+        raise _failed(artifact, "lowering to XNNPACK", exc) from None
+    record["delegate"] = delegation(lowered.exported_program().graph_module)
+    try:
+        return lowered.to_executorch().buffer
+    except Exception as exc:
+        raise _failed(artifact, "serialization (to_executorch)", exc) from None
 
 
 def _validate(

@@ -79,8 +79,8 @@ def build_generator(artifact: Artifact, writer: Any, options: Any) -> dict[str, 
     from edgeptm.runtime.generator import TorchDecoder
     from edgeptm.targets.engine import engine_manifest
     from edgeptm.targets.executorch.backend import ExecuTorchBackend, quiet_import
-    from edgeptm.targets.executorch.build import _failed, delegation
-    from edgeptm.tasks.generation import compare_decoders, masked_perplexity
+    from edgeptm.targets.executorch.build import _failed, lower_to_program
+    from edgeptm.tasks.generation import compare_decoders, perplexity_against
 
     version = import_executorch()
     precision = resolve_generator_precision(options)
@@ -90,8 +90,6 @@ def build_generator(artifact: Artifact, writer: Any, options: Any) -> dict[str, 
     if not 2 <= cache <= shape.context_length:
         raise UsageError(f"--max-seq-len {cache}: the KV cache must hold 2..{shape.context_length} positions")
     with quiet_import():
-        from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
-        from executorch.exir import to_edge_transform_and_lower
         from transformers.integrations.executorch import TorchExportableModuleWithStaticCache
 
     model = load_lm(artifact).float().eval()
@@ -144,15 +142,7 @@ def build_generator(artifact: Artifact, writer: Any, options: Any) -> dict[str, 
             )
         except Exception as exc:
             raise _failed(artifact, "torch.export", exc) from None
-        try:
-            lowered = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
-        except Exception as exc:
-            raise _failed(artifact, "lowering to XNNPACK", exc) from None
-        record["delegate"] = delegation(lowered.exported_program().graph_module)
-        try:
-            buffer = lowered.to_executorch().buffer
-        except Exception as exc:
-            raise _failed(artifact, "serialization (to_executorch)", exc) from None
+        buffer = lower_to_program(artifact, program, record)
     record["compile_seconds"] = round(time.perf_counter() - started, 1)
     writer.add("model", "model.pte").write_bytes(buffer)
     writer.carry(artifact)
@@ -179,13 +169,8 @@ def build_generator(artifact: Artifact, writer: Any, options: Any) -> dict[str, 
             "note": "no validation examples carried (or none fits the cache)",
         }
         if encoded:
-            before, after = masked_perplexity(reference, encoded), masked_perplexity(candidate, encoded)
             metrics = {
-                "perplexity": after["perplexity"],
-                "parent_perplexity": before["perplexity"],
-                "perplexity_increase_pct": 100.0 * (after["perplexity"] / before["perplexity"] - 1.0),
-                "val_tokens": after["tokens"],
-                "perplexity_on": "completion tokens of the validation examples",
+                **perplexity_against(reference, candidate, encoded),
                 "val_examples_longer_than_cache": len(check["encoded"] or []) - len(encoded),
                 "measured_with": backend.name,
             }
