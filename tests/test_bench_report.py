@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import copy
 import csv
+import html
 import io
 import json
+import re
 import time
 from html.parser import HTMLParser
 from pathlib import Path
@@ -139,6 +141,7 @@ class _StrictParser(HTMLParser):
 
     def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         self.tags.append(tag)
+        self.hrefs += [v or "" for k, v in attrs if k in ("href", "src", "xlink:href")]
 
     def handle_endtag(self, tag: str) -> None:
         assert self.open and self.open[-1] == tag, f"</{tag}> closes <{self.open[-1] if self.open else None}>"
@@ -197,13 +200,31 @@ def test_html_is_self_contained_escaped_and_draws_three_plots(v2_report):
     page = to_html(v2_report)
     parser = _parse(page)
     assert parser.tags.count("svg") == 3 and "not drawn" not in page
-    assert "http://" not in page and "https://" not in page and parser.hrefs == []
+    assert "http://" not in page and "https://" not in page and "<?xml" not in page and "<!DOCTYPE svg" not in page
+    assert parser.hrefs and all(h.startswith("#") for h in parser.hrefs)  # only the SVGs' own markers
+    ids = re.findall(r'\bid="([^"]+)"', page)
+    assert len(ids) == len(set(ids)) and {h[1:] for h in parser.hrefs} <= set(ids)  # three charts, no clashes
+    assert set(re.findall(r"url\(#([^)]+)\)", page)) <= set(ids)
     assert "script" not in parser.tags and "<script>" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt; int8" in page
     assert UNRUNNABLE.replace("'", "&#x27;") in page
     for text in ("latency per call (ms)", "batch size (samples per call)", "accuracy (fraction correct"):
         assert text in page
     assert page.count("<table") == 3  # environment, single-stream, offline
+
+
+def test_html_charts_carry_their_title_and_every_variant_in_full(v2_report):
+    page = to_html(v2_report)
+    charts = re.findall(r"<figcaption>(.*?)</figcaption>\n(<svg .*?</svg>)", page, re.S)
+    titles = ["Latency distribution (single-stream)", "p50 latency against batch size", "Accuracy against p50 latency"]
+    assert [title for title, _ in charts] == titles
+    ran = {variant_name(r) for r in v2_report["results"] if r.get("status") == "ok"}
+    assert len(ran) == 3
+    for title, svg in charts:
+        assert f"<title>{title}</title>" in svg and 'width="100%"' in svg
+        for name in ran:  # the legend, or the tooltip of a wrapped tick label: never cut to "validation dat"
+            assert re.search(f">{re.escape(html.escape(name, quote=False))}( · [^<]*)?</", svg), (title, name)
+    assert to_html(copy.deepcopy(v2_report)) == page  # byte for byte: two runs' pages diff cleanly
 
 
 def test_html_says_why_a_plot_is_missing(v2_report, v1_report, real_report):

@@ -2,8 +2,9 @@
 
 Every renderer takes the dict ``bench`` returns, schema 1 or 2 (2 adds variants, scenarios, statuses,
 per-run samples, end-to-end figures and the offline batch search); a key a report lacks reads as
-None. The HTML page is self-contained (inline CSS, SVG drawn here, no scripts), so it opens offline,
-travels as one file, and diffs line by line between two runs.
+None. The HTML page is self-contained (inline CSS, charts drawn by matplotlib as inline SVG with their text kept
+as text, no scripts, fonts or links), so it opens offline and travels as one file; the same report renders to
+the same bytes, so two runs' pages diff line by line.
 """
 
 from __future__ import annotations
@@ -13,15 +14,14 @@ import html
 import io
 import json
 import logging
-import math
 import os
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 
+import edgeptm.benchmarking.charts as charts
 from edgeptm.artifacts import check_output_paths, write_json_atomic
 from edgeptm.errors import BenchError
 
@@ -388,277 +388,6 @@ def _label(r: dict[str, Any], varying: list[str]) -> str:
     return " · ".join(parts)
 
 
-# ---- plots, drawn as inline SVG --------------------------------------------------------------------
-
-WIDTH = 760  # px: fits a laptop window and a printed page
-TOP, PAD, RIGHT = 12, 12, 20  # px: above the plot area; inside it, around the data; right of it
-ROW = 26  # px per variant in the box plot
-LEGEND_ROW = 18  # px per legend entry, under the x-axis title
-LINE = 13  # px between stacked point labels (11 px text)
-CHAR = 6.2  # px: the average width of a character of an 11 px sans-serif label, to size the margin
-LOG_RATIO = 10  # values spanning more than this factor get a log axis, else the small ones squash into a line
-# Okabe and Ito's palette, told apart with colour-blindness; its yellow is left out (unreadable on white).
-PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
-DASHES = ("", "6 3", "2 3")  # a line sharing its colour with an earlier one gets the next dash pattern
-GREY = "#555555"
-CSS = """\
-body { font: 14px/1.45 system-ui, sans-serif; color: #222; max-width: 1240px; margin: 2em auto; padding: 0 1em; }
-table { border-collapse: collapse; margin: 0.5em 0 1em; font-variant-numeric: tabular-nums; }
-th, td { border-bottom: 1px solid #ddd; padding: 0.25em 0.6em; text-align: left; vertical-align: top; }
-th { background: #f3f3f3; }
-td.num { text-align: right; white-space: nowrap; }
-td.reason { color: #7a4a00; font-style: italic; }
-td.bad { color: #b00020; font-weight: 600; }
-table.env th { background: none; }
-.meta, .note, .omitted { color: #666; }
-.omitted { font-style: italic; }
-figure { margin: 1em 0 2em; }
-figcaption { font-weight: 600; margin-bottom: 0.3em; }
-svg.chart { font: 11px system-ui, sans-serif; max-width: 100%; height: auto; }
-svg .grid { stroke: #e6e6e6; }
-svg .frame { fill: none; stroke: #999; }
-svg .tick { fill: #444; }
-svg .axis { fill: #222; font-size: 12px; }
-"""
-
-
-@dataclass
-class _Axis:
-    lo: float
-    hi: float
-    label: str
-    ticks: list[tuple[float, str]]
-    log: bool = False
-
-    def frac(self, v: float) -> float:
-        """Where ``v`` sits from lo (0) to hi (1); lo may exceed hi (an axis read top down)."""
-        if self.log:
-            return math.log(v / self.lo) / math.log(self.hi / self.lo)
-        return (v - self.lo) / (self.hi - self.lo)
-
-
-def _value_axis(values: list[float], label: str, zero: bool = False) -> _Axis:
-    """An axis over ``values`` with round ticks, on a log scale when they span over ``LOG_RATIO``."""
-    lo, hi = min(values), max(values)
-    if lo > 0 and hi / lo > LOG_RATIO:
-        first, last = math.floor(math.log10(lo)), math.ceil(math.log10(hi))
-        steps = (1, 2, 5) if last - first <= 2 else (1,)  # over few decades, label 2x and 5x too
-        ticks = [m * 10.0**k for k in range(first, last + 1) for m in steps if m * 10.0**k <= 10.0**last]
-        return _Axis(10.0**first, 10.0**last, f"{label}, log scale", [(t, f"{t:g}") for t in ticks], log=True)
-    lo = min(lo, 0.0) if zero else lo
-    if hi - lo <= 1e-9 * max(1.0, abs(hi)):  # one value: give it room
-        lo, hi = lo - (abs(hi) * 0.05 or 1.0), hi + (abs(hi) * 0.05 or 1.0)
-    raw = (hi - lo) / 5  # about five intervals
-    magnitude = 10.0 ** math.floor(math.log10(raw))
-    step = next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw * (1 - 1e-9))
-    ticks = [k * step for k in range(math.floor(lo / step + 1e-9), math.ceil(hi / step - 1e-9) + 1)]
-    return _Axis(ticks[0], ticks[-1], label, [(t, f"{t:.10g}") for t in ticks])
-
-
-@dataclass
-class _Chart:
-    """One SVG plot: gridlines, ticks, axis titles and a legend underneath; marks are placed in data units."""
-
-    x: _Axis
-    y: _Axis
-    height: int = 280  # px: the plot area
-    left: int = 64  # px: room for the y tick labels and the y-axis title
-    marks: list[str] = field(default_factory=list)
-    legend: list[tuple[str, str, str, str]] = field(default_factory=list)  # kind, colour, dash, label
-
-    def px(self, v: float) -> float:
-        return self.left + PAD + self.x.frac(v) * (WIDTH - RIGHT - self.left - 2 * PAD)
-
-    def py(self, v: float) -> float:
-        return TOP + self.height - PAD - self.y.frac(v) * (self.height - 2 * PAD)
-
-    def svg(self, title: str) -> str:
-        e, bottom, right = html.escape, TOP + self.height, WIDTH - RIGHT
-        total = bottom + 44 + LEGEND_ROW * len(self.legend)
-        out = [f'<svg class="chart" width="{WIDTH}" height="{total}" viewBox="0 0 {WIDTH} {total}" role="img">']
-        out.append(f"<title>{e(title)}</title>")
-        for v, text in self.x.ticks:
-            x = self.px(v)
-            out.append(_el("line", class_="grid", x1=x, y1=TOP, x2=x, y2=bottom))
-            out.append(_el("text", e(text), class_="tick", x=x, y=bottom + 14, text_anchor="middle"))
-        for v, text in self.y.ticks:
-            y = self.py(v)
-            out.append(_el("line", class_="grid", x1=self.left, y1=y, x2=right, y2=y))
-            out.append(_el("text", e(text), class_="tick", x=self.left - 5, y=y, dy="0.32em", text_anchor="end"))
-        out.append(_el("rect", class_="frame", x=self.left, y=TOP, width=right - self.left, height=self.height))
-        middle = (self.left + right) / 2
-        out.append(_el("text", e(self.x.label), class_="axis", x=middle, y=bottom + 32, text_anchor="middle"))
-        turn = f"translate(14 {TOP + self.height / 2:.1f}) rotate(-90)"  # the y title reads bottom to top
-        out.append(_el("text", e(self.y.label), class_="axis", transform=turn, text_anchor="middle"))
-        out += self.marks
-        for i, (kind, colour, dash, text) in enumerate(self.legend):
-            y = bottom + 44 + LEGEND_ROW * (i + 0.5)
-            out.append(_swatch(kind, colour, dash, self.left, y))
-            out.append(_el("text", e(text), class_="tick", x=self.left + 32, y=y, dy="0.32em"))
-        out.append("</svg>")
-        return "\n".join(out)
-
-
-def _el(tag: str, inner: str | None = None, **attrs: Any) -> str:
-    """An SVG element. ``inner`` is markup (escape text first); ``class_`` and ``stroke_width`` become
-    ``class`` and ``stroke-width``; coordinates are rounded to 0.1 px so that reruns diff cleanly."""
-    parts = [tag]
-    for key, value in attrs.items():
-        if value is not None and value != "":
-            shown = f"{value:.1f}" if isinstance(value, float) else html.escape(str(value))
-            parts.append(f'{key.rstrip("_").replace("_", "-")}="{shown}"')
-    return f"<{' '.join(parts)}/>" if inner is None else f"<{' '.join(parts)}>{inner}</{tag}>"
-
-
-def _swatch(kind: str, colour: str, dash: str, x: float, y: float) -> str:
-    if kind == "dot":
-        return _el("circle", cx=x + 12, cy=y, r=4, fill=colour)
-    if kind == "hollow":
-        return _el("circle", cx=x + 12, cy=y, r=3, fill="#fff", stroke=colour)
-    if kind == "box":
-        return _el("rect", x=x + 2, y=y - 5, width=20, height=10, fill=colour, fill_opacity=0.25, stroke=colour)
-    return _el("line", x1=x, y1=y, x2=x + 24, y2=y, stroke=colour, stroke_width=2, stroke_dasharray=dash)
-
-
-def _series(r: dict[str, Any]) -> tuple[str, Any, Any]:
-    return (variant_name(r), r.get("backend"), r.get("provider"))  # what a user picks: an artifact on a runtime
-
-
-def _colours(results: list[dict[str, Any]]) -> dict[tuple[str, Any, Any], str]:
-    """One colour per series, the same in every plot (past seven series the palette repeats)."""
-    order = list(dict.fromkeys(_series(r) for r in results if _ok(r)))
-    return {series: PALETTE[i % len(PALETTE)] for i, series in enumerate(order)}
-
-
-def _figure(title: str, chart: _Chart, note: str) -> str:
-    e = html.escape
-    return (
-        f'<figure>\n<figcaption>{e(title)}</figcaption>\n{chart.svg(title)}\n<p class="note">{e(note)}</p>\n</figure>'
-    )
-
-
-def _omitted(title: str, why: str) -> str:
-    return f'<p class="omitted">{html.escape(title)}: not drawn, because {html.escape(why)}.</p>'
-
-
-def _short(text: str, limit: int = 48) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _box_plot(results: list[dict[str, Any]]) -> str:
-    """Per-run latency of each single-stream result: box p25 to p75, p50 line, whiskers min to p99, max."""
-    title = "Latency distribution (single-stream)"
-    rows = [r for r in results if _ok(r) and _scenario(r) == "single-stream" and r.get("samples_ms")]
-    if not rows:
-        return _omitted(title, "no single-stream result carries per-run samples (samples_ms, from report schema 2 on)")
-    varying = _varying(rows)
-    labels = [_label(r, varying) for r in rows]
-    quantiles = [0, 25, 50, 75, 99, 100]
-    stats = [[float(v) for v in np.percentile(np.asarray(r["samples_ms"], float), quantiles)] for r in rows]
-    x = _value_axis([s[0] for s in stats] + [s[5] for s in stats], "latency per call (ms)")
-    y = _Axis(len(rows), 0, "variant", [(i + 0.5, _short(label)) for i, label in enumerate(labels)])  # top down
-    left = int(30 + CHAR * max(len(t) for _, t in y.ticks))
-    chart = _Chart(x, y, height=ROW * len(rows) + 2 * PAD, left=left)
-    colours = _colours(results)
-    for i, (r, label, s) in enumerate(zip(rows, labels, stats)):
-        c, yc, half = colours[_series(r)], chart.py(i + 0.5), ROW * 0.3
-        lo, q1, med, q3, p99, hi = (chart.px(v) for v in s)
-        named = ", ".join(f"{n} {_num(v)}" for n, v in zip(("min", "p25", "p50", "p75", "p99", "max"), s))
-        tip = f"{label}: {named} ms ({len(r['samples_ms'])} runs)"
-        marks = [f"<g><title>{html.escape(tip)}</title>", _el("line", x1=lo, y1=yc, x2=p99, y2=yc, stroke=c)]
-        marks += [_el("line", x1=end, y1=yc - half / 2, x2=end, y2=yc + half / 2, stroke=c) for end in (lo, p99)]
-        box = dict(width=max(q3 - q1, 1.0), height=2 * half, fill=c, fill_opacity=0.25, stroke=c)
-        marks.append(_el("rect", x=q1, y=yc - half, **box))
-        marks.append(_el("line", x1=med, y1=yc - half, x2=med, y2=yc + half, stroke=c, stroke_width=2.5))
-        if s[5] > s[4]:
-            marks.append(_el("circle", cx=hi, cy=yc, r=3, fill="#fff", stroke=c))
-        chart.marks += marks + ["</g>"]
-    chart.legend = [("box", GREY, "", "p25 to p75, the line inside at p50"), ("line", GREY, "", "whiskers: min to p99")]
-    chart.legend.append(("hollow", GREY, "", "max, when above p99"))
-    return _figure(title, chart, "Each result's per-run latencies as recorded (up to 1000, spread over the run).")
-
-
-def _batch_plot(results: list[dict[str, Any]]) -> str:
-    """p50 latency at each batch size, one line per variant (timed results and the offline search)."""
-    title = "p50 latency against batch size"
-    lines: dict[tuple[Any, ...], dict[int, float]] = {}
-    first: dict[tuple[Any, ...], dict[str, Any]] = {}
-    for r in results:
-        if not _ok(r) or r.get("batch_size") is None:
-            continue
-        key = (_series(r), r.get("seq_len"), r.get("image_size"), r.get("threads"))
-        points = lines.setdefault(key, {})
-        first.setdefault(key, r)
-        points.setdefault(int(r["batch_size"]), float(r["p50_ms"]))
-        for found in r.get("search") or []:
-            if found.get("batch_size") and found.get("p50_ms") is not None:
-                points.setdefault(int(found["batch_size"]), float(found["p50_ms"]))
-    batches = sorted({b for points in lines.values() for b in points})
-    if len(batches) < 2:
-        return _omitted(title, f"every result ran at batch size {batches[0]}" if batches else "no result has timings")
-    ticks = [(float(b), str(b)) for b in batches]
-    x = _Axis(batches[0], batches[-1], "batch size (samples per call), log scale", ticks, log=True)  # sizes double
-    y = _value_axis([v for points in lines.values() for v in points.values()], "p50 latency per call (ms)", zero=True)
-    chart = _Chart(x, y)
-    colours, used = _colours(results), {}
-    varying = [k for k in _varying(list(first.values())) if k != "batch_size"]
-    for key, points in lines.items():
-        colour = colours[key[0]]
-        dash = DASHES[used.get(colour, 0) % len(DASHES)]
-        used[colour] = used.get(colour, 0) + 1
-        label = _label(first[key], varying)
-        xy = [(b, v, chart.px(b), chart.py(v)) for b, v in sorted(points.items())]
-        path = " ".join(f"{px:.1f},{py:.1f}" for _, _, px, py in xy)
-        style = dict(fill="none", stroke=colour, stroke_width=2, stroke_dasharray=dash)
-        chart.marks.append(_el("polyline", points=path, **style))
-        for b, v, px, py in xy:
-            tip = f"<title>{html.escape(f'{label}: batch {b}, p50 {_num(v)} ms')}</title>"
-            chart.marks.append(_el("circle", tip, cx=px, cy=py, r=3, fill=colour))
-        chart.legend.append(("line", colour, dash, label))
-    note = "Latency per call: divide by the batch size for the time per sample. Offline results add their search."
-    return _figure(title, chart, note)
-
-
-def _tokens_plot(results: list[dict[str, Any]]) -> str:
-    """Generators: decode tokens/s against prompt length, one line per variant (and thread count)."""
-    title = "Decode tokens/s against prompt length"
-    lines: dict[tuple[Any, ...], dict[int, float]] = {}
-    first: dict[tuple[Any, ...], dict[str, Any]] = {}
-    for r in results:
-        if _ok(r) and r.get("decode_tokens_per_s") and r.get("prompt_len"):
-            key = (_series(r), r.get("threads"))
-            lines.setdefault(key, {})[int(r["prompt_len"])] = float(r["decode_tokens_per_s"])
-            first.setdefault(key, r)
-    lengths = sorted({n for points in lines.values() for n in points})
-    if len(lengths) < 2:
-        return _omitted(title, "one prompt length (sweep --prompt-len 64,256,... to draw it)" if lengths else "")
-    x = _Axis(
-        lengths[0], lengths[-1], "prompt length (tokens), log scale", [(float(n), str(n)) for n in lengths], log=True
-    )
-    y = _value_axis(
-        [v for points in lines.values() for v in points.values()], "decode tokens/s (median step)", zero=True
-    )
-    chart = _Chart(x, y)
-    colours, used = _colours(results), {}
-    varying = [k for k in _varying(list(first.values())) if k not in ("prompt_len", "batch_size")]
-    for key, points in lines.items():
-        colour = colours[key[0]]
-        dash = DASHES[used.get(colour, 0) % len(DASHES)]
-        used[colour] = used.get(colour, 0) + 1
-        label = _label(first[key], varying)
-        xy = [(n, v, chart.px(n), chart.py(v)) for n, v in sorted(points.items())]
-        path = " ".join(f"{px:.1f},{py:.1f}" for _, _, px, py in xy)
-        chart.marks.append(
-            _el("polyline", points=path, fill="none", stroke=colour, stroke_width=2, stroke_dasharray=dash)
-        )
-        for n, v, px, py in xy:
-            tip = f"<title>{html.escape(f'{label}: prompt {n} tokens, {_num(v)} tokens/s')}</title>"
-            chart.marks.append(_el("circle", tip, cx=px, cy=py, r=3, fill=colour))
-        chart.legend.append(("line", colour, dash, label))
-    note = "Each point: 1000 / the median decode step over every generated token of every timed request."
-    return _figure(title, chart, note)
-
-
 GENERATION_HEADERS = ["variant", "precision", "prompt", "new", "threads", "TTFT ms", "decode tok/s", "request p50 ms"]
 GENERATION_HEADERS += ["perplexity", "size MB", "peak RSS MB"]
 
@@ -692,6 +421,185 @@ GENERATION_NOTE = (
 )
 
 
+# ---- plots: drawn by matplotlib, inlined as SVG (charts.py) -----------------------------------------
+
+DASHES = ("-", (0, (6, 3)), (0, (2, 3)))  # a line sharing its colour with an earlier one gets the next dash pattern
+CSS = """\
+body { font: 14px/1.45 system-ui, sans-serif; color: #222; max-width: 1240px; margin: 2em auto; padding: 0 1em; }
+table { border-collapse: collapse; margin: 0.5em 0 1em; font-variant-numeric: tabular-nums; }
+th, td { border-bottom: 1px solid #ddd; padding: 0.25em 0.6em; text-align: left; vertical-align: top; }
+th { background: #f3f3f3; }
+td.num { text-align: right; white-space: nowrap; }
+td.reason { color: #7a4a00; font-style: italic; }
+td.bad { color: #b00020; font-weight: 600; }
+table.env th { background: none; }
+.meta, .note, .omitted { color: #666; }
+.omitted { font-style: italic; }
+figure { margin: 1em 0 2em; }
+figcaption { font-weight: 600; margin-bottom: 0.3em; }
+svg.chart { display: block; height: auto; }
+"""
+
+
+def _series(r: dict[str, Any]) -> tuple[str, Any, Any]:
+    return (variant_name(r), r.get("backend"), r.get("provider"))  # what a user picks: an artifact on a runtime
+
+
+def _colours(results: list[dict[str, Any]]) -> dict[tuple[str, Any, Any], str]:
+    """One colour per series, the same in every plot (past seven series the palette repeats)."""
+    order = list(dict.fromkeys(_series(r) for r in results if _ok(r)))
+    return {series: charts.PALETTE[i % len(charts.PALETTE)] for i, series in enumerate(order)}
+
+
+def _figure(title: str, svg: str, note: str) -> str:
+    e = html.escape
+    return f'<figure>\n<figcaption>{e(title)}</figcaption>\n{svg}<p class="note">{e(note)}</p>\n</figure>'
+
+
+def _omitted(title: str, why: str) -> str:
+    return f'<p class="omitted">{html.escape(title)}: not drawn, because {html.escape(why)}.</p>'
+
+
+def _legend(fig: Any, handles: list[Any], labels: list[str]) -> None:
+    """Under the plot, in full: one column when a label is long, else two."""
+    columns = 1 if len(labels) < 2 or max(len(label) for label in labels) > 44 else 2
+    fig.legend(handles, labels, loc="outside lower center", ncols=columns, handlelength=2.4)
+
+
+def _box_plot(results: list[dict[str, Any]]) -> str:
+    """Per-run latency of each single-stream result: box p25 to p75, p50 line, whiskers min to p99, max."""
+    title = "Latency distribution (single-stream)"
+    rows = [r for r in results if _ok(r) and _scenario(r) == "single-stream" and r.get("samples_ms")]
+    if not rows:
+        return _omitted(title, "no single-stream result carries per-run samples (samples_ms, from report schema 2 on)")
+    varying = _varying(rows)
+    labels = [_label(r, varying) for r in rows]
+    quantiles = [0, 25, 50, 75, 99, 100]
+    stats = [[float(v) for v in np.percentile(np.asarray(r["samples_ms"], float), quantiles)] for r in rows]
+    colours = _colours(results)
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    with charts.chart_style():
+        lines = max(charts.wrap_label(label).count("\n") + 1 for label in labels)
+        fig = charts.new_figure(height=1.5 + len(rows) * (0.32 + 0.14 * (lines - 1)))
+        ax = fig.add_subplot()
+        stops = ("whislo", "q1", "med", "q3", "whishi")  # min, p25, p50, p75, p99; the max a flier above p99
+        boxes = [{**dict(zip(stops, s)), "fliers": [s[5]] if s[5] > s[4] else []} for s in stats]
+        drawn = ax.bxp(boxes, positions=range(len(rows)), orientation="horizontal", widths=0.6, patch_artist=True)
+        for i, (r, label, s) in enumerate(zip(rows, labels, stats)):
+            c = colours[_series(r)]
+            named = ", ".join(f"{n} {_num(v)}" for n, v in zip(("min", "p25", "p50", "p75", "p99", "max"), s))
+            tip = f"{label}: {named} ms ({len(r['samples_ms'])} runs)"
+            drawn["boxes"][i].set(facecolor=c + "40", edgecolor=c)  # a quarter opaque inside
+            drawn["medians"][i].set(color=c, linewidth=2.5)
+            drawn["fliers"][i].set(marker="o", markerfacecolor="#ffffff", markeredgecolor=c, markersize=5)
+            parts = [drawn["boxes"][i], drawn["medians"][i], drawn["fliers"][i]]
+            parts += drawn["whiskers"][2 * i : 2 * i + 2] + drawn["caps"][2 * i : 2 * i + 2]
+            for part in parts[3:]:
+                part.set(color=c)
+            for part in parts:
+                charts.tooltip(part, tip)
+        charts.category_ticks(ax, "y", range(len(rows)), labels)
+        ax.set_ylim(len(rows) - 0.5, -0.5)  # the first result on top
+        ax.grid(axis="y", visible=False)
+        log = charts.value_scale(ax, "x", [s[0] for s in stats] + [s[5] for s in stats])
+        ax.set_xlabel("latency per call (ms)" + (", log scale" if log else ""))
+        ax.set_ylabel("variant")
+        grey = charts.GREY
+        key = [Patch(facecolor=grey + "40", edgecolor=grey), Line2D([], [], color=grey)]
+        key.append(Line2D([], [], color=grey, marker="o", markerfacecolor="#ffffff", linestyle="none"))
+        text = ["p25 to p75, the line inside at p50", "whiskers: min to p99", "max, when above p99"]
+        fig.legend(key, text, loc="outside lower center", ncols=3)
+        svg = charts.figure_to_svg(fig, title, name="latency")
+    return _figure(title, svg, "Each result's per-run latencies as recorded (up to 1000, spread over the run).")
+
+
+def _line_plot(
+    title: str,
+    name: str,
+    lines: dict[tuple[Any, ...], dict[int, float]],
+    labels: dict[tuple[Any, ...], str],
+    colours: dict[tuple[str, Any, Any], str],
+    axes: tuple[str, str],
+    tip: str,
+) -> str:
+    """One line per key (its first item the series) over sizes that double, on a log x axis at those sizes.
+
+    ``tip`` formats each point's tooltip from ``label``, ``x`` and ``y`` (already ``_num``-formatted)."""
+    from matplotlib.lines import Line2D
+
+    with charts.chart_style():
+        fig = charts.new_figure(height=3.6 + 0.2 * len(lines))
+        ax = fig.add_subplot()
+        used: dict[str, int] = {}
+        handles = []
+        for key, points in lines.items():
+            colour = colours[key[0]]
+            dash = DASHES[used.get(colour, 0) % len(DASHES)]
+            used[colour] = used.get(colour, 0) + 1
+            xs, ys = zip(*sorted(points.items()))
+            ax.plot(xs, ys, color=colour, linestyle=dash, linewidth=2)
+            for x, y in zip(xs, ys):
+                (dot,) = ax.plot([x], [y], "o", color=colour, markersize=5)
+                charts.tooltip(dot, tip.format(label=labels[key], x=x, y=_num(y)))
+            handles.append(Line2D([], [], color=colour, linestyle=dash, linewidth=2, marker="o", markersize=5))
+        charts.log_ticks_at(ax, "x", sorted({x for points in lines.values() for x in points}))
+        log = charts.value_scale(ax, "y", [v for points in lines.values() for v in points.values()], zero=True)
+        ax.set_xlabel(axes[0])
+        ax.set_ylabel(axes[1] + (", log scale" if log else ""))
+        _legend(fig, handles, [labels[key] for key in lines])
+        return charts.figure_to_svg(fig, title, name=name)
+
+
+def _batch_plot(results: list[dict[str, Any]]) -> str:
+    """p50 latency at each batch size, one line per variant (timed results and the offline search)."""
+    title = "p50 latency against batch size"
+    lines: dict[tuple[Any, ...], dict[int, float]] = {}
+    first: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for r in results:
+        if not _ok(r) or r.get("batch_size") is None:
+            continue
+        key = (_series(r), r.get("seq_len"), r.get("image_size"), r.get("threads"))
+        points = lines.setdefault(key, {})
+        first.setdefault(key, r)
+        points.setdefault(int(r["batch_size"]), float(r["p50_ms"]))
+        for found in r.get("search") or []:
+            if found.get("batch_size") and found.get("p50_ms") is not None:
+                points.setdefault(int(found["batch_size"]), float(found["p50_ms"]))
+    batches = sorted({b for points in lines.values() for b in points})
+    if len(batches) < 2:
+        return _omitted(title, f"every result ran at batch size {batches[0]}" if batches else "no result has timings")
+    varying = [k for k in _varying(list(first.values())) if k != "batch_size"]
+    labels = {key: _label(r, varying) for key, r in first.items()}
+    axes = ("batch size (samples per call), log scale", "p50 latency per call (ms)")  # sizes double
+    svg = _line_plot(title, "batch", lines, labels, _colours(results), axes, "{label}: batch {x}, p50 {y} ms")
+    note = "Latency per call: divide by the batch size for the time per sample. Offline results add their search."
+    return _figure(title, svg, note)
+
+
+def _tokens_plot(results: list[dict[str, Any]]) -> str:
+    """Generators: decode tokens/s against prompt length, one line per variant (and thread count)."""
+    title = "Decode tokens/s against prompt length"
+    lines: dict[tuple[Any, ...], dict[int, float]] = {}
+    first: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for r in results:
+        if _ok(r) and r.get("decode_tokens_per_s") and r.get("prompt_len"):
+            key = (_series(r), r.get("threads"))
+            lines.setdefault(key, {})[int(r["prompt_len"])] = float(r["decode_tokens_per_s"])
+            first.setdefault(key, r)
+    lengths = sorted({n for points in lines.values() for n in points})
+    if len(lengths) < 2:
+        return _omitted(title, "one prompt length (sweep --prompt-len 64,256,... to draw it)" if lengths else "")
+    varying = [k for k in _varying(list(first.values())) if k not in ("prompt_len", "batch_size")]
+    labels = {key: _label(r, varying) for key, r in first.items()}
+    axes = ("prompt length (tokens), log scale", "decode tokens/s (median step)")
+    tip = "{label}: prompt {x} tokens, {y} tokens/s"
+    svg = _line_plot(title, "tokens", lines, labels, _colours(results), axes, tip)
+    note = "Each point: 1000 / the median decode step over every generated token of every timed request."
+    return _figure(title, svg, note)
+
+
 def _accuracy_plot(results: list[dict[str, Any]]) -> str:
     """Accuracy against p50 latency, one labelled point per variant: the trade-off a user picks from."""
     title = "Accuracy against p50 latency"
@@ -706,25 +614,26 @@ def _accuracy_plot(results: list[dict[str, Any]]) -> str:
     rows = list(chosen.values())
     batches = {r.get("batch_size") for r in rows}
     where = f"batch {rows[0].get('batch_size')}" if len(batches) == 1 else "each variant's smallest batch"
-    x = _value_axis([float(r["p50_ms"]) for r in rows], f"p50 latency at {where} (ms)", zero=True)
-    y = _value_axis([float(r["accuracy"]) for r in rows], "accuracy (fraction correct, validation data)")
-    chart = _Chart(x, y)
     colours = _colours(results)
     varying = [k for k in _varying(rows) if k in ("backend", "provider")]
-    placed: list[tuple[float, float, float]] = []  # labels so far: left, right, baseline (px)
-    for r in rows:
-        colour, label = colours[_series(r)], _label(r, varying)
-        px, py = chart.px(float(r["p50_ms"])), chart.py(float(r["accuracy"]))
-        text = f"{label}: p50 {_num(r['p50_ms'])} ms, accuracy {_accuracy(r['accuracy'])}"
-        chart.marks.append(_el("circle", f"<title>{html.escape(text)}</title>", cx=px, cy=py, r=5, fill=colour))
-        short = _short(label, 32)
-        right = px > WIDTH * 0.7  # a label near the right edge goes to the point's left
-        x0 = px - 8 - CHAR * len(short) if right else px + 8
-        box = (x0, x0 + CHAR * len(short), py - 8)
-        while any(a < box[1] and box[0] < b and abs(y - box[2]) < LINE for a, b, y in placed):
-            box = (box[0], box[1], box[2] + LINE)  # points close together: stack their labels downwards
-        placed.append(box)
-        where = dict(x=px - 8 if right else px + 8, y=box[2], text_anchor="end" if right else "start")
-        chart.marks.append(_el("text", html.escape(short), class_="tick", **where))
-        chart.legend.append(("dot", colour, "", label))
-    return _figure(title, chart, "Up and to the left is better: more accurate and faster.")
+    labels = [_label(r, varying) for r in rows]
+    with charts.chart_style():
+        fig = charts.new_figure(height=4.2 + 0.2 * len(rows))
+        ax = fig.add_subplot()
+        handles = []
+        for r, label in zip(rows, labels):
+            (dot,) = ax.plot([float(r["p50_ms"])], [float(r["accuracy"])], "o", color=colours[_series(r)], markersize=8)
+            charts.tooltip(dot, f"{label}: p50 {_num(r['p50_ms'])} ms, accuracy {_accuracy(r['accuracy'])}")
+            handles.append(dot)
+        log_x = charts.value_scale(ax, "x", [float(r["p50_ms"]) for r in rows], zero=True)
+        log_y = charts.value_scale(ax, "y", [float(r["accuracy"]) for r in rows])
+        ax.set_xlabel(f"p50 latency at {where} (ms)" + (", log scale" if log_x else ""))
+        ax.set_ylabel("accuracy (fraction correct, validation data)" + (", log scale" if log_y else ""))
+        ax.margins(x=0.08, y=0.12)
+        _legend(fig, handles, labels)
+        charts.place_labels(
+            ax,
+            [(float(r["p50_ms"]), float(r["accuracy"]), charts.shorten(label, 32)) for r, label in zip(rows, labels)],
+        )
+        svg = charts.figure_to_svg(fig, title, name="accuracy")
+    return _figure(title, svg, "Up and to the left is better: more accurate and faster.")
