@@ -23,7 +23,12 @@ COMMANDS = {
     "quantize": ("edgeptm.cli.quantize", "Quantize an ONNX artifact and measure the accuracy cost."),
     "compile": ("edgeptm.cli.compile", "Compile into an engine for one target runtime, validated."),
     "build": ("edgeptm.cli.build", "Export, quantize, compile and bench a checkpoint for one device profile."),
+    "optimize": (
+        "edgeptm.cli.optimize",
+        "Try every recipe a device runs; keep the fastest within an accuracy budget.",
+    ),
     "bench": ("edgeptm.cli.bench", "Time artifacts side by side (each in its own process)."),
+    "diff": ("edgeptm.cli.diff", "Compare two artifacts tensor by tensor; name where they diverge."),
     "predict": ("edgeptm.cli.predict", "Run an artifact on texts or image files: top labels and scores."),
     "profiles": ("edgeptm.cli.profiles", "List and show device profiles (export_profiles/*.yaml)."),
     "verify": ("edgeptm.cli.trust:verify_command", "Check an artifact (schema, paths, checksums); print its digest."),

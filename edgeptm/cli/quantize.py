@@ -111,6 +111,20 @@ from edgeptm.cli.common import echo_perplexity, force_option, options, out_optio
     default=None,
     help="Generators: fail, writing nothing, if validation perplexity rises by more than this many percent.",
 )
+@click.option(
+    "--op-types",
+    default=None,
+    help="INT8: the op types that may be quantized: 'all', or a comma-separated list (MatMul,Gemm) "
+    "[default: the model family's recipe].",
+)
+@click.option(
+    "--fallback",
+    type=click.Choice(["none", "auto"]),
+    default=None,
+    help="INT8: auto keeps in float the nodes whose INT8 kernels are no faster here (measured) and the nodes "
+    "INT8 costs most accuracy, until --max-accuracy-drop holds; the manifest's quantization.fallback lists "
+    "them [default: none].",
+)
 @click.option("--fp16-io", is_flag=True, help="fp16: float16 inputs and outputs too [default: float32 at the edges].")
 @options(profile_option, out_option, force_option)
 def command(onnx_artifact: str, out: str, force: bool, **kwargs) -> None:
@@ -136,6 +150,17 @@ def command(onnx_artifact: str, out: str, force: bool, **kwargs) -> None:
         echo_perplexity(m, "perplexity not measured (no validation examples; pass --val)")
         return
     click.echo(f"{artifact.manifest['quantization']['mode']}: {artifact.path}")
+    fallback = artifact.manifest["quantization"].get("fallback")
+    if fallback:
+        ms = fallback["latency_ms"]
+        click.echo(
+            f"fallback: {len(fallback['float_nodes'])} of {fallback['eligible_nodes']} quantized nodes kept float "
+            f"({', '.join(f'{n} {t}' for t, n in fallback['float_node_types'].items()) or 'none'}); "
+            f"p50 {ms['chosen']:.3f} ms against {ms['every_node_int8']:.3f} ms all-INT8 and "
+            f"{ms['fp32_graph']:.3f} ms FP32, {fallback['builds']} builds in {fallback['seconds']:.0f} s"
+        )
+        if fallback["outcome"] != "int8":
+            click.echo(f"fallback: {fallback['outcome']}")
     if m.get("accuracy") is None:
         click.echo("accuracy not measured (no labelled data; pass --val)")
         return

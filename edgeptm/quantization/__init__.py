@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+import numpy as np
+
 from edgeptm.artifacts import Artifact, ArtifactWriter, sha256_file
 from edgeptm.sources import open_stage_source
 from edgeptm.errors import AccuracyError, ArtifactError, UsageError
@@ -79,6 +81,9 @@ class QuantizeOptions:
     grid_offsets: str | None = None  # int4 weights already on a 4-bit grid: none | widest (default) | all
     embedding_8bit_rows: int | None = None  # a 4-bit tied table: its first N token rows at 8 bits (default 2048)
     max_perplexity_increase: float | None = None  # percent; refuse a result beyond it
+    # INT8 (static and dynamic): which op types may be quantized, and the fallback search
+    op_types: str | None = None  # None: the family's recipe; "all": every type; else "MatMul,Gemm,..."
+    fallback: str | None = None  # "auto": keep float the nodes INT8 costs most (quantization/fallback.py)
 
 
 @dataclass
@@ -227,20 +232,42 @@ def quantize(
         calibration = _calibration(artifact, options, section)
     elif mode == "fp16":
         settings = {"fp16_io": options.fp16_io}
+    family = task.family(artifact)
+    if options.op_types is not None or options.fallback not in (None, "none"):
+        if mode not in ("static-int8", "dynamic-int8"):
+            raise UsageError(f"--op-types and --fallback are for --mode static-int8 or dynamic-int8, not {mode}")
+    if mode in ("static-int8", "dynamic-int8"):
+        default = family.static_quant_ops if mode == "static-int8" else family.dynamic_quant_ops
+        settings["op_types"] = _op_types(options.op_types, default)
+    fallback = options.fallback not in (None, "none")
+    if fallback and options.fallback != "auto":
+        raise UsageError(f"--fallback {options.fallback}: not one of auto, none")
+    if fallback and max_drop is None:
+        raise UsageError("--fallback auto needs an accuracy budget: pass --max-accuracy-drop (points)")
     if options.activations and mode != "static-int8":
         raise UsageError(f"--activations is for --mode static-int8, not {mode}")
     if options.fp16_io and mode != "fp16":
         raise UsageError(f"--fp16-io is for --mode fp16, not {mode}")
     validation = _validation_data(artifact, task, options)
-    family = task.family(artifact)
+    if fallback and validation is None:
+        raise UsageError(
+            f"{artifact.path}: --fallback auto ranks nodes by what they cost in accuracy and needs labelled "
+            "data: pass --val PATH"
+        )
     run, precision = MODES[mode]
 
     with ArtifactWriter(out, force=force, inputs=[artifact.path, *inputs]) as writer:
         with private_copy(artifact, "model", writer.dir) as model:
-            record = run(model, writer.add("model", "model.onnx"), family, settings, calibration)
+            if fallback:
+                record = _with_fallback(
+                    artifact, model, writer, mode, family, settings, calibration, validation, profile, max_drop
+                )
+            else:
+                record = run(model, writer.add("model", "model.onnx"), family, settings, calibration)
         record["source"] = {"role": "model", "sha256": artifact.manifest["files"]["model"]["sha256"]}
         derived = {}
-        if mode in DERIVES_ORT_MODEL and artifact.has_file(ORT_MODEL):
+        # The fallback's graph is the one ONNX Runtime runs: no fused graph is derived beside it.
+        if mode in DERIVES_ORT_MODEL and artifact.has_file(ORT_MODEL) and not fallback:
             derived = _derive_ort_model(artifact, writer, run, family, settings, calibration)
         writer.carry(artifact, prefixes=("tokenizer/", "calib_data"))
         manifest = {
@@ -312,6 +339,73 @@ def quantize(
             "graph": staged.file(served).name,
         }
         return writer.finish("onnx", manifest)
+
+
+def _op_types(given: str | None, default: tuple[str, ...] | None) -> list[str] | None:
+    """--op-types: None keeps the family's recipe, "all" makes every type eligible (None to the
+    quantizer), else a comma-separated list of ONNX op types."""
+    if given is None:
+        return list(default) if default is not None else None
+    if given.strip().lower() == "all":
+        return None
+    ops = [op.strip() for op in given.split(",") if op.strip()]
+    if not ops:
+        raise UsageError(f"--op-types {given!r}: name op types (MatMul,Gemm,...) or 'all'")
+    return ops
+
+
+def _with_fallback(
+    artifact: Artifact,
+    model: Path,
+    writer: ArtifactWriter,
+    mode: str,
+    family: Any,
+    settings: dict[str, Any],
+    calibration: Calibration | None,
+    validation: tuple[Any, str],
+    profile: Profile | None,
+    max_drop: float,
+) -> dict[str, Any]:
+    """quantize --fallback auto: the search (quantization/fallback.py) over builds of ``model``."""
+    from edgeptm.quantization.dynamic import DynamicBuild
+    from edgeptm.quantization.fallback import DIFF_FEEDS, Search, accuracy_of, run_fallback
+    from edgeptm.quantization.static import StaticBuild
+    from edgeptm.runtime.preprocess import preprocessor_for
+
+    builder = (StaticBuild if mode == "static-int8" else DynamicBuild)(model, family, settings, calibration)
+    data, _ = validation
+    preprocessor = preprocessor_for(artifact)
+    index = {name: i for i, name in enumerate(artifact.labels)}
+    labels = np.array([index[label] for label in data.labels])
+    cached: list[tuple[dict[str, Any], Any]] = []
+
+    def batches() -> Iterator[tuple[dict[str, Any], Any]]:
+        if cached:
+            yield from cached
+            return
+        kept, size = [], 0
+        for start in range(0, len(data.inputs), 32):
+            batch = (preprocessor.encode(data.inputs[start : start + 32]), labels[start : start + 32])
+            size += sum(v.nbytes for v in batch[0].values())
+            if size < 256 * 2**20:
+                kept.append(batch)
+            yield batch
+        if size < 256 * 2**20:
+            cached.extend(kept)
+
+    threads = profile.runtime.threads if profile else None
+    fixed = getattr(preprocessor, "max_length", None)
+    search = Search(
+        builder=builder,
+        work=model.parent,
+        val_batches=batches,
+        diff_feeds=[preprocessor.encode([x]) for x in data.inputs[:DIFF_FEEDS]],
+        timing_feed=preprocessor.encode([data.inputs[0]], fixed),
+        parent_accuracy=accuracy_of(builder.float_path, batches(), threads),
+        max_drop=max_drop,
+        threads=threads,
+    )
+    return run_fallback(search, writer.add("model", "model.onnx"))
 
 
 def _derive_ort_model(

@@ -142,6 +142,15 @@ class Target:
     generator_build: str = ""
     # compile record -> the flags (beyond --target) that rebuild the engine when no profile made it
     rebuild_flags: Callable[[dict[str, Any]], str] = lambda info: ""
+    # optimize: the device families (a profile's device.family) it serves, and the builds worth trying
+    # there: (task, profile, shape flags) -> [(label, source, compile flags)]; source is "checkpoint",
+    # "fp32" (optimize's FP32 export) or "int8" (its static INT8 Q/DQ graph); shape flags: {"static":
+    # [one request's fixed shapes], "dynamic": [batch 1, any length up to the model's]}
+    devices: tuple[str, ...] = ("cpu",)
+    recipes: Callable[[str, Any, dict[str, list[str]]], list[tuple[str, str, list[str]]]] = (
+        lambda task, profile, shapes: []
+    )
+    not_searched: str = ""  # why optimize does not try it, in words
 
     def load(self, which: str) -> Any:
         """The build function, the backend class or the native-code lister, imported now."""

@@ -54,4 +54,8 @@ TARGET = Target(
     check_runtime=check_runtime,
     install="torch",
     rebuild_flags=lambda info: " --device cuda" if info.get("device") == "cuda" else "",
+    devices=("cpu", "gpu", "jetson"),
+    recipes=lambda task, profile, shapes: [
+        ("fp32", "checkpoint", [] if profile.device.family == "cpu" else ["--device", "cuda"])
+    ],
 )

@@ -98,4 +98,5 @@ TARGET = Target(
     packages=("executorch", "torchao"),
     install="executorch",
     rebuild_flags=lambda info: f" --precision {info.get('precision', 'fp32')}",
+    recipes=lambda task, profile, shapes: [(p, "checkpoint", ["--precision", p]) for p in ("fp32", "int8")],
 )

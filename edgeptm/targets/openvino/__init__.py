@@ -45,6 +45,20 @@ def summary(info: dict[str, Any]) -> tuple[str, str]:
     )
 
 
+def recipes(task: str, profile: Any, shapes: dict[str, list[str]]) -> list[tuple[str, str, list[str]]]:
+    """optimize's OpenVINO builds: FP32 and NNCF INT8 from the FP32 export, with static shapes (one
+    request) and, for text, dynamic ones too; bf16 where the CPU has bf16 instructions."""
+    precisions = ["fp32", "int8"]
+    if set(profile.device.cpu_flags or ()) & {"avx512_bf16", "amx_bf16"}:
+        precisions.append("bf16")
+    found = []
+    for precision in precisions:
+        found.append((f"{precision} static shapes", "fp32", ["--precision", precision, *shapes["static"]]))
+        if task == "text-classification":
+            found.append((f"{precision} dynamic shapes", "fp32", ["--precision", precision, *shapes["dynamic"]]))
+    return found
+
+
 TARGET = Target(
     name="openvino",
     title="OpenVINO",
@@ -66,4 +80,5 @@ TARGET = Target(
     packages=("openvino", "nncf"),
     install="openvino",
     rebuild_flags=lambda info: f" --precision {info['precision_asked']}" if info.get("precision_asked") else "",
+    recipes=recipes,
 )

@@ -75,4 +75,6 @@ TARGET = Target(
     check_runtime=check_runtime,
     packages=(),  # onnxruntime: the base runtime, always recorded
     install="onnxruntime",
+    not_searched="the ORT format runs ONNX Runtime's own kernels on the ONNX graph it is made from: optimize times "
+    "those graphs; compile the chosen one with --target ort-mobile for a phone",
 )

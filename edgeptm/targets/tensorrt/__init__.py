@@ -186,4 +186,6 @@ TARGET = Target(
     check_profile=check_profile,
     packages=("tensorrt", "tensorrt-cu12", "tensorrt-cu13"),
     install="'edgeptm[tensorrt]'",
+    devices=("gpu", "jetson"),
+    recipes=lambda task, profile, shapes: [("fp32 graph", "fp32", []), ("int8 Q/DQ graph", "int8", [])],
 )
