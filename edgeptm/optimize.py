@@ -3,8 +3,8 @@
 From a fine-tuned checkpoint and a device profile, optimize builds every recipe the device can run
 -- ONNX Runtime FP32, dynamic and static INT8, static INT8 on every op type with the automatic
 fallback (quantization/fallback.py), and each registry target that serves the profile's device
-family with the builds it offers (``Target.recipes``: OpenVINO FP32/INT8 with static or dynamic
-shapes, ExecuTorch, AOTInductor, ...) -- then times every one that built with the bench harness
+family with the builds it offers (``Target.recipes``: precisions, static or dynamic shapes, the
+target's own accuracy-driven INT8) -- then times every one that built with the bench harness
 (each artifact in its own process, interleaved rounds, at each thread count asked), and keeps the
 fastest whose accuracy drop from the FP32 export is within ``--max-accuracy-drop``.
 
@@ -243,6 +243,8 @@ def plan(source: Artifact, profile: Profile, work: Path, options: OptimizeOption
         for label, origin, flags in recipes:
             name = f"{target.name} {label}".strip()
             command = ["compile", sources[origin], "--target", target.name, *flags, *base]
+            if "--fallback" in flags:  # the target's own accuracy-driven search, held to optimize's budget
+                command += drop
             if target.calibrates(source.task, _precision(flags)) and options.calib:
                 command += calib
             found.append(Candidate(name, target.title, command, origin, work / _slug(name)))
@@ -295,7 +297,9 @@ def _build(c: Candidate, source: Artifact, timeout: float | None) -> None:
         return
     c.build_s = round(time.perf_counter() - started, 1)
     if done.returncode != 0:
-        c.status, c.reason = "failed", _last_error(done.stderr) or f"exit status {done.returncode}"
+        c.reason = _last_error(done.stderr) or f"exit status {done.returncode}"
+        # the stage's own accuracy guard (the profile's quantize.max_accuracy_drop) refused it: built, too lossy
+        c.status = "rejected" if "above the allowed drop" in c.reason else "failed"
         return
     try:
         artifact = open_artifact(c.out)

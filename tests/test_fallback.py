@@ -152,3 +152,28 @@ def test_optimize_ends_with_a_chosen_artifact_and_a_row_per_candidate(tiny_check
     page = (out / "optimize-report.html").read_text()
     assert "<svg" in page and "<script" not in page and report["chosen_recipe"] in page
     assert report["chosen_recipe"] in (out / "optimize-report.md").read_text()
+
+
+def test_openvino_int8_fallback_drives_nncf_accuracy_control(tiny_onnx, tmp_path: Path) -> None:
+    pytest.importorskip("openvino")
+    from edgeptm.compile import CompileOptions
+    from edgeptm.compile import compile as compile_stage
+
+    engine = compile_stage(
+        tiny_onnx,
+        tmp_path / "ov",
+        CompileOptions(target="openvino", precision="int8", max_accuracy_drop=0.0, fallback="auto"),
+    )
+    calibration = engine.manifest["compile"]["calibration"]
+    assert calibration["tool"].startswith("nncf.quantize_with_accuracy_control")
+    assert calibration["accuracy_control"]["max_drop_points"] == 0.0
+    assert engine.metrics["accuracy_delta_points"] >= 0.0
+    with pytest.raises(UsageError, match="--fallback auto"):
+        compile_stage(
+            tiny_onnx, tmp_path / "fp32", CompileOptions(target="openvino", precision="fp32", fallback="auto")
+        )
+    with pytest.raises(UsageError, match="accuracy budget"):
+        compile_stage(
+            tiny_onnx, tmp_path / "nobudget", CompileOptions(target="openvino", precision="int8", fallback="auto")
+        )
+    assert not (tmp_path / "fp32").exists() and not (tmp_path / "nobudget").exists()

@@ -3,9 +3,10 @@ CPU plugin (``build.py``), run by ``backend.py``. This module is the descriptor 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from edgeptm.targets.common import Target
+from edgeptm.targets.common import Target, TargetOptions, option
 
 
 PRECISIONS = ("fp32", "bf16", "int8")
@@ -45,9 +46,23 @@ def summary(info: dict[str, Any]) -> tuple[str, str]:
     )
 
 
+@dataclass(frozen=True)
+class OpenVinoOptions(TargetOptions):
+    fallback: str = option(
+        "none",
+        "int8: auto drives NNCF's accuracy control (quantize_with_accuracy_control): the layers that cost "
+        "most accuracy on the validation split are reverted to float until --max-accuracy-drop holds",
+        choices=("none", "auto"),
+    )
+
+    def combined(self) -> None:
+        return None
+
+
 def recipes(task: str, profile: Any, shapes: dict[str, list[str]]) -> list[tuple[str, str, list[str]]]:
     """optimize's OpenVINO builds: FP32 and NNCF INT8 from the FP32 export, with static shapes (one
-    request) and, for text, dynamic ones too; bf16 where the CPU has bf16 instructions."""
+    request) and, for text, dynamic ones too; bf16 where the CPU has bf16 instructions; INT8 with NNCF's
+    accuracy control."""
     precisions = ["fp32", "int8"]
     if set(profile.device.cpu_flags or ()) & {"avx512_bf16", "amx_bf16"}:
         precisions.append("bf16")
@@ -56,6 +71,8 @@ def recipes(task: str, profile: Any, shapes: dict[str, list[str]]) -> list[tuple
         found.append((f"{precision} static shapes", "fp32", ["--precision", precision, *shapes["static"]]))
         if task == "text-classification":
             found.append((f"{precision} dynamic shapes", "fp32", ["--precision", precision, *shapes["dynamic"]]))
+    fallback = ["--precision", "int8", "--fallback", "auto", *shapes["static"]]
+    found.append(("int8 static shapes, fallback auto", "fp32", fallback))
     return found
 
 
@@ -79,6 +96,7 @@ TARGET = Target(
     check_runtime=check_runtime,
     packages=("openvino", "nncf"),
     install="openvino",
+    options=OpenVinoOptions,
     rebuild_flags=lambda info: f" --precision {info['precision_asked']}" if info.get("precision_asked") else "",
     recipes=recipes,
 )

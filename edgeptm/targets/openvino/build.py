@@ -171,8 +171,12 @@ def _quiet_nncf() -> Any:
         nncf_logger.handlers, nncf_logger.propagate = handlers, propagate
 
 
-def quantize_int8(model: Any, feeds: list[dict[str, Any]], text: bool) -> tuple[Any, dict[str, Any]]:
-    """NNCF post-training INT8 of an OpenVINO model; returns the model and what was done."""
+def quantize_int8(
+    model: Any, feeds: list[dict[str, Any]], text: bool, control: tuple[list[Any], float] | None = None
+) -> tuple[Any, dict[str, Any]]:
+    """NNCF post-training INT8 of an OpenVINO model; returns the model and what was done. ``control``:
+    labelled validation feeds [(feed, label index)] and the allowed drop in points, for NNCF's accuracy
+    control (layers reverted to float, most damaging first, until the drop holds)."""
     with _quiet_nncf():
         import nncf
         from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, QuantizationParameters
@@ -189,13 +193,27 @@ def quantize_int8(model: Any, feeds: list[dict[str, Any]], text: bool) -> tuple[
             )
         )
         started = time.perf_counter()
-        quantized = nncf.quantize(
-            model,
-            nncf.Dataset(feeds),
-            subset_size=len(feeds),
-            model_type=nncf.ModelType.TRANSFORMER if text else None,
-            advanced_parameters=advanced,
-        )
+        if control is None:
+            quantized = nncf.quantize(
+                model,
+                nncf.Dataset(feeds),
+                subset_size=len(feeds),
+                model_type=nncf.ModelType.TRANSFORMER if text else None,
+                advanced_parameters=advanced,
+            )
+        else:
+            validation, max_drop = control
+            quantized = nncf.quantize_with_accuracy_control(
+                model,
+                nncf.Dataset(feeds),
+                nncf.Dataset(validation),
+                _accuracy,
+                max_drop=max_drop / 100,
+                drop_type=nncf.DropType.ABSOLUTE,
+                subset_size=len(feeds),
+                model_type=nncf.ModelType.TRANSFORMER if text else None,
+                advanced_quantization_parameters=advanced,
+            )
         seconds = time.perf_counter() - started
     record = {
         "tool": "nncf.quantize (post-training: min-max statistics, fast bias correction)",
@@ -208,7 +226,47 @@ def quantize_int8(model: Any, feeds: list[dict[str, Any]], text: bool) -> tuple[
         "subset_size": len(feeds),
         "seconds": round(seconds, 1),
     }
+    if control is not None:
+        record["tool"] = "nncf.quantize_with_accuracy_control (layers reverted to float until the drop holds)"
+        record["accuracy_control"] = {"validation_samples": len(control[0]), "max_drop_points": control[1]}
     return quantized, record
+
+
+def _accuracy(compiled: Any, items: Any) -> float:
+    """NNCF's validation function: top-1 accuracy of a compiled model on (feed, label) items."""
+    import numpy as np
+
+    output = compiled.outputs[0]
+    right = total = 0
+    for feed, label in items:
+        logits = np.asarray(compiled(feed)[output])
+        right += int(logits.reshape(-1, logits.shape[-1]).argmax(-1)[0] == label)
+        total += 1
+    return right / max(total, 1)
+
+
+def validation_feeds(
+    artifact: Artifact, ranges: dict[str, dict[str, list[int]]], limit: int = 1000
+) -> list[tuple[dict[str, Any], int]]:
+    """The validation split the artifact carries as (feed, label index) pairs, one sample per feed at
+    the IR's ``opt`` shape (a static batch repeats the sample; only its first row is scored)."""
+    from edgeptm.runtime.preprocess import preprocessor_for
+    from edgeptm.tasks import carried_val_data, get_task
+
+    data = carried_val_data(get_task(artifact.task), artifact)
+    if data is None:
+        raise UsageError(
+            f"{artifact.path}: --fallback auto measures accuracy on the validation split an artifact carries, "
+            "and this one carries none"
+        )
+    preprocessor = preprocessor_for(artifact)
+    opt = next(iter(ranges.values()))["opt"]
+    seq_len = opt[1] if artifact.view.text else None
+    index = {name: i for i, name in enumerate(artifact.labels)}
+    return [
+        (preprocessor.encode([x] * opt[0], seq_len), index[label])
+        for x, label in list(zip(data.inputs, data.labels))[:limit]
+    ]
 
 
 def build(artifact: Artifact, writer: Any, options: Any) -> dict[str, Any]:
@@ -225,6 +283,8 @@ def build(artifact: Artifact, writer: Any, options: Any) -> dict[str, Any]:
     check_convertible(info, str(artifact.path), options.precision)
     precision = "int8" if info["qdq_nodes"] else resolve_precision(options)
     from_qdq = bool(info["qdq_nodes"])
+    if options.settings.fallback == "auto" and (from_qdq or precision != "int8"):
+        raise UsageError("--fallback auto: for --precision int8 from an FP32 graph (NNCF's accuracy control)")
     if (options.calib or options.calib_samples is not None) and (from_qdq or precision != "int8"):
         why = (
             "this graph is already INT8 (Q/DQ), calibrated when it was quantized"
@@ -280,7 +340,13 @@ def build(artifact: Artifact, writer: Any, options: Any) -> dict[str, Any]:
         "convert_seconds": round(convert_seconds, 1),
     }
     if feeds is not None:
-        model, quantization = quantize_int8(model, feeds, artifact.view.text)
+        control = None
+        if options.settings.fallback == "auto":
+            max_drop = pick(options.max_accuracy_drop, section and section.max_accuracy_drop, None)
+            if max_drop is None:
+                raise UsageError("--fallback auto needs an accuracy budget: pass --max-accuracy-drop (points)")
+            control = (validation_feeds(artifact, ranges), max_drop)
+        model, quantization = quantize_int8(model, feeds, artifact.view.text, control)
         record["nncf"] = quantization.pop("nncf")
         record["calibration"] = {**calibration, **quantization}
     xml = writer.add("model", "model.xml")
