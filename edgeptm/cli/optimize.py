@@ -58,8 +58,9 @@ def command(
 
     Recipes: ONNX Runtime FP32, dynamic and static INT8, static INT8 on every op type with the automatic
     fallback, and the builds each compile target that serves the device offers (precisions, static or dynamic
-    shapes; 'edgeptm compile --help' lists the targets). Each is built by its own edgeptm command in a child process (a failure is
-    a row with its reason), timed by the bench harness (each in its own process), and reported in
+    shapes; 'edgeptm compile --help' lists the targets). Each is built by its own edgeptm command in a child
+    process (a failure is a row with its reason), timed by the bench harness (each in its own process), and
+    reported in
     OUT/optimize-report.{json,md,html} with the Pareto front of accuracy against p50 latency.
     """
     from edgeptm.optimize import REPORT_NAME, OptimizeOptions, optimize
