@@ -39,7 +39,7 @@ class DynamicBuild:
         self.ops = settings.get("op_types", list(family.dynamic_quant_ops))
         self.settings = settings
 
-    def build(self, target: Path, keep_float: Iterable[str] = ()) -> dict[str, Any]:
+    def build(self, target: Path, keep_float: Iterable[str] = (), describe: bool = True) -> dict[str, Any]:
         import onnx
         from onnxruntime.quantization import QuantType
         from onnxruntime.quantization import quantize_dynamic as _quantize_dynamic
@@ -63,6 +63,12 @@ class DynamicBuild:
         finally:
             root.setLevel(level)
         onnx.checker.check_model(str(target))
+        return self.describe(target)
+
+    def describe(self, target: Path) -> dict[str, Any]:
+        """The manifest's record of a build."""
+        import onnx
+
         graph = onnx.load(str(target), load_external_data=False)
         counts: dict[str, int] = {}
         for node in graph.graph.node:

@@ -46,7 +46,6 @@ PAUSE_S = 0.02  # between sessions' turns: one session's spinning threads settle
 class Candidate:
     path: Path
     keep_float: list[str]
-    record: dict[str, Any]
     accuracy: float | None = None
     p50_ms: float | None = None
 
@@ -71,8 +70,8 @@ class Search:
         self.builds += 1
         keep = sorted(set(keep_float))
         path = self.work / f"candidate-{self.builds}.onnx"
-        record = self.builder.build(path, keep)
-        return Candidate(path, keep, record)
+        self.builder.build(path, keep, describe=False)
+        return Candidate(path, keep)
 
     def score(self, candidate: Candidate) -> float:
         if candidate.accuracy is None:
@@ -123,7 +122,7 @@ def run_fallback(search: Search, target: Path) -> dict[str, Any]:
         outcome = "fp32: no INT8 node could stay within the accuracy budget; the graph is the float one"
         log.warning("fallback: %s", outcome)
     shutil.copyfile(best.path, target)
-    record = best.record
+    record = search.builder.describe(target)
     record["fallback"] = {
         "method": "auto",
         "max_accuracy_drop": search.max_drop,

@@ -128,9 +128,10 @@ class StaticBuild:
         # Weight MatMuls only, when the op types are named (None: every op, as CNNs want).
         self.excluded = activation_matmuls(self.float_path) if self.ops is not None and "MatMul" in self.ops else []
 
-    def build(self, target: Path, keep_float: Iterable[str] = ()) -> dict[str, Any]:
+    def build(self, target: Path, keep_float: Iterable[str] = (), describe: bool = True) -> dict[str, Any]:
         """Quantize to ``target`` with ``keep_float`` (node names of ``float_path``) left float; the
-        first build calibrates and caches the ranges, later ones reuse them."""
+        first build calibrates and caches the ranges, later ones reuse them. ``describe``: return the
+        manifest record (it opens the result in ONNX Runtime once), else {}."""
         import onnx
         from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
@@ -167,9 +168,10 @@ class StaticBuild:
         if keep_float:
             read_float_inputs(target, set(keep_float))
         onnx.checker.check_model(str(target))
-        return self._record(target, excluded)
+        return self.describe(target) if describe else {}
 
-    def _record(self, target: Path, excluded: list[str]) -> dict[str, Any]:
+    def describe(self, target: Path) -> dict[str, Any]:
+        """The manifest's record of a build."""
         import onnx
 
         graph = onnx.load(str(target), load_external_data=False)
