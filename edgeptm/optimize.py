@@ -248,7 +248,18 @@ def plan(source: Artifact, profile: Profile, work: Path, options: OptimizeOption
             if target.calibrates(source.task, _precision(flags)) and options.calib:
                 command += calib
             found.append(Candidate(name, target.title, command, origin, work / _slug(name)))
-    return found
+    return sorted(found, key=_cost_order)
+
+
+def _cost_order(c: Candidate) -> int:
+    """Build order: the FP32 export (every ONNX recipe's source), then one-pass builds from ONNX, then
+    builds from the checkpoint (torch.export and a compiler: minutes), then the accuracy searches
+    (many builds each). Under --max-minutes the cheap, likely answers are in before the budget ends."""
+    if c.source == "base":
+        return 0
+    if "--fallback" in c.stage:
+        return 3
+    return 2 if c.source == "checkpoint" else 1
 
 
 def _row(recipe: str, runtime: str, status: str, reason: str, out: Path) -> Candidate:

@@ -104,3 +104,31 @@ def test_accuracy_guard_on_real_flips(minilm_stages, demo_slice, tmp_path: Path)
     with pytest.raises(AccuracyError, match="above the allowed drop of"):
         edgeptm.quantize(onnx, tmp_path / "guarded", edgeptm.QuantizeOptions(val=str(own), max_accuracy_drop=drop / 2))
     assert not (tmp_path / "guarded").exists()
+
+
+def test_fallback_recovers_all_op_static_int8(minilm_stages, tmp_path: Path):
+    """Static QDQ on every op type loses accuracy on the real fine-tuned MiniLM; --fallback auto keeps
+    the nodes that cost most in float until the budget holds, and names them."""
+    _, onnx, _ = minilm_stages
+    everything = edgeptm.quantize(
+        onnx, tmp_path / "all", edgeptm.QuantizeOptions(mode="static-int8", op_types="all", calib_samples=64)
+    )
+    lost = -everything.metrics["accuracy_delta_points"]
+    budget = 1.0
+    if lost <= budget:
+        pytest.skip(f"every-op QDQ lost only {lost:.2f} points on this slice: nothing for the fallback to repair")
+    repaired = edgeptm.quantize(
+        onnx,
+        tmp_path / "fallback",
+        edgeptm.QuantizeOptions(
+            mode="static-int8", op_types="all", calib_samples=64, fallback="auto", max_accuracy_drop=budget
+        ),
+    )
+    fallback = repaired.manifest["quantization"]["fallback"]
+    assert -repaired.metrics["accuracy_delta_points"] <= budget
+    assert fallback["outcome"] == "int8" and 0 < len(fallback["float_nodes"]) < fallback["eligible_nodes"]
+    assert fallback["steps"][0]["float_nodes"] == 0 and fallback["steps"][0]["accuracy"] < repaired.metrics["accuracy"]
+    import onnx as onnx_lib
+
+    names = {n.name for n in onnx_lib.load(str(repaired.file("model"))).graph.node}
+    assert set(fallback["float_nodes"]) <= names
