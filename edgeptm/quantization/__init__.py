@@ -341,6 +341,9 @@ def quantize(
         return writer.finish("onnx", manifest)
 
 
+CACHE_BYTES = 384 * 2**20  # the fallback's encoded validation batches kept in memory between its scorings
+
+
 def _op_types(given: str | None, default: tuple[str, ...] | None) -> list[str] | None:
     """--op-types: None keeps the family's recipe, "all" makes every type eligible (None to the
     quantizer), else a comma-separated list of ONNX op types."""
@@ -377,21 +380,19 @@ def _with_fallback(
     preprocessor = preprocessor_for(artifact)
     index = {name: i for i, name in enumerate(artifact.labels)}
     labels = np.array([index[label] for label in data.labels])
-    cached: list[tuple[dict[str, Any], Any]] = []
+    cached: list[tuple[dict[str, Any], Any]] = []  # the first batches, up to CACHE_BYTES: encoded once
+    state = {"bytes": 0, "closed": False}
 
     def batches() -> Iterator[tuple[dict[str, Any], Any]]:
-        if cached:
-            yield from cached
-            return
-        kept, size = [], 0
-        for start in range(0, len(data.inputs), 32):
+        yield from cached
+        for start in range(len(cached) * 32, len(data.inputs), 32):
             batch = (preprocessor.encode(data.inputs[start : start + 32]), labels[start : start + 32])
-            size += sum(v.nbytes for v in batch[0].values())
-            if size < 256 * 2**20:
-                kept.append(batch)
+            if not state["closed"] and state["bytes"] < CACHE_BYTES:
+                state["bytes"] += sum(v.nbytes for v in batch[0].values())
+                cached.append(batch)
+            else:
+                state["closed"] = True  # the batches after the cache are encoded on every pass
             yield batch
-        if size < 256 * 2**20:
-            cached.extend(kept)
 
     threads = profile.runtime.threads if profile else None
     fixed = getattr(preprocessor, "max_length", None)
