@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 REPORT_SCHEMA_VERSION = 1
 REPORT_NAME = "optimize-report"
 BENCH_RESERVE_S = 12.0  # per candidate timed, on top of its timed seconds: worker start, warm-up
-MIN_BUILD_S = 20.0  # a build is not started with less time than this left
+MIN_BUILD_S = 30.0  # a build is not started with less time than this left (one-pass builds take 20-40 s here)
 
 
 @dataclass
@@ -132,8 +132,8 @@ def _optimize(source: Artifact, out: Path, options: OptimizeOptions, profile: Pr
             c.status, c.reason = "skipped", f"its source ({c.source}) did not build"
             continue
         timeout = None
-        if deadline is not None:
-            timed_later = sum(1 for x in candidates if x.status in ("ok", "pending")) * per_bench
+        if deadline is not None:  # what is left, less the bench of what built so far and of this one
+            timed_later = (sum(1 for x in candidates if x.status == "ok") + 1) * per_bench
             timeout = deadline - time.perf_counter() - timed_later
             if timeout < MIN_BUILD_S and c.source != "base":
                 c.status, c.reason = "skipped", f"time budget (--max-minutes {options.max_minutes:g}) spent"
