@@ -11,7 +11,9 @@ fastest whose accuracy drop from the FP32 export is within ``--max-accuracy-drop
 Each build is the stage's own command (``edgeptm export|quantize|compile``) run in a child process,
 so a recipe that fails or crashes is a row with its reason and the search goes on; the report keeps
 the command that rebuilds each candidate. Accuracy is each stage's own record, measured on the
-validation split the checkpoint carries, against the same split for every candidate. A time budget
+validation split the checkpoint carries, against the same split for every candidate. A recipe that
+built the very model an earlier one built (same files, same run-time settings) is not timed twice: its
+row names that one. Candidates within 5% of the chosen p50 are named as ties. A time budget
 (``--max-minutes``) stops new builds in time for the bench; what was not built is a row saying so.
 The report (``optimize-report.json|md|html``) lists every candidate, the chosen one, why each other
 one lost, and plots accuracy against p50 latency with the Pareto front.
@@ -40,6 +42,10 @@ REPORT_SCHEMA_VERSION = 1
 REPORT_NAME = "optimize-report"
 BENCH_RESERVE_S = 12.0  # per candidate timed, on top of its timed seconds: worker start, warm-up
 MIN_BUILD_S = 30.0  # a build is not started with less time than this left (one-pass builds take 20-40 s here)
+# Within this fraction of the chosen p50, a candidate is named as a tie: one bench run's order of two
+# such candidates need not repeat (two byte-identical models timed in their own processes in one run
+# differed by up to 20% on a 2-core VM here: process placement, not the model).
+TIE = 0.05
 
 
 @dataclass
@@ -60,7 +66,7 @@ class Candidate:
     stage: list[str]  # the edgeptm command line that builds it, without --out
     source: str  # "checkpoint" | "fp32" | "int8": what it is built from
     out: Path
-    status: str = "pending"  # chosen | ok | rejected | failed | unavailable | skipped | not timed
+    status: str = "pending"  # chosen | ok | rejected | failed | unavailable | skipped | not timed | duplicate
     reason: str = ""
     accuracy: float | None = None
     accuracy_delta_points: float | None = None
@@ -337,6 +343,7 @@ def _bench(
     """Every built candidate in one bench run (each in its own process, interleaved rounds)."""
     from edgeptm.benchmarking import BenchOptions, bench
 
+    _mark_duplicates(candidates)
     ready = [c for c in candidates if c.status == "ok"]
     if not ready:
         return None
@@ -374,6 +381,42 @@ def _bench(
     return report
 
 
+def identity(artifact: Artifact) -> str:
+    """What decides how an artifact runs: its runtime, the bytes of every file it runs (data files
+    excluded: the validation and calibration samples it carries) and the run-time settings its
+    manifest gives the runtime. Two artifacts with the same identity run the same computation."""
+    import json
+
+    files = sorted(
+        (role, f["sha256"]) for role, f in artifact.manifest.get("files", {}).items() if not role.endswith("_data")
+    )
+    compiled = artifact.manifest.get("compile") or {}
+    settings = {
+        "runtime": artifact.manifest.get("runtime"),
+        "target": compiled.get("target"),
+        "hints": {k: v for k, v in compiled.items() if k.endswith("_hint") or k == "static_shapes"},
+    }
+    return json.dumps([artifact.kind, files, settings], sort_keys=True, default=str)
+
+
+def _mark_duplicates(candidates: list[Candidate]) -> None:
+    """A recipe that built the very model an earlier one built (a fallback search that kept every node
+    INT8, an accuracy control that reverted nothing) is not timed twice: its row names the twin. The
+    earlier recipe (the cheaper build) stands for both."""
+    seen: dict[str, Candidate] = {}
+    for c in candidates:
+        if c.status != "ok":
+            continue
+        try:
+            key = identity(open_artifact(c.out))
+        except (EdgeptmError, KeyError):
+            continue
+        twin = seen.setdefault(key, c)
+        if twin is not c:
+            c.status = "duplicate"
+            c.reason = f"the same model as '{twin.recipe}' (byte for byte, same run-time settings): timed once, there"
+
+
 def _choose(candidates: list[Candidate], max_drop: float) -> Candidate | None:
     """The fastest timed candidate within the budget; the others get why they lost."""
     timed = [c for c in candidates if c.status == "ok" and c.p50_ms is not None]
@@ -386,9 +429,15 @@ def _choose(candidates: list[Candidate], max_drop: float) -> Candidate | None:
         return None
     chosen = min(within, key=lambda c: c.p50_ms)
     chosen.status, chosen.reason = "chosen", "the fastest within the accuracy budget"
+    ties = [c for c in within if c is not chosen and c.p50_ms <= chosen.p50_ms * (1 + TIE)]
+    if ties:
+        names = ", ".join(f"'{c.recipe}'" for c in ties)
+        chosen.reason += f"; within {TIE:.0%} of it: {names} (a tie in one run; rerun to order them)"
     for c in within:
         if c is not chosen:
             c.reason = f"slower: p50 {c.p50_ms / chosen.p50_ms:.2f}x the chosen one's"
+            if c in ties:
+                c.reason += f" (within {TIE:.0%}: a tie)"
     for c in timed:
         if c.status == "rejected" and c.p50_ms < chosen.p50_ms:
             c.reason += f" (p50 {c.p50_ms / chosen.p50_ms:.2f}x the chosen one's)"

@@ -154,6 +154,36 @@ def test_optimize_ends_with_a_chosen_artifact_and_a_row_per_candidate(tiny_check
     assert report["chosen_recipe"] in (out / "optimize-report.md").read_text()
 
 
+def test_optimize_times_a_model_once_and_names_ties(tiny_onnx, tiny_int8, tmp_path: Path) -> None:
+    """Two recipes that built byte-identical models (a fallback that kept every node INT8) are timed
+    once: the later row names the earlier. A candidate within 5% of the chosen p50 is named a tie."""
+    import shutil
+
+    from edgeptm.optimize import Candidate, _choose, _mark_duplicates
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    shutil.copytree(tiny_onnx.path, a)
+    shutil.copytree(tiny_onnx.path, b)
+    rows = [
+        Candidate("first", "onnxruntime", [], "fp32", a, status="ok"),
+        Candidate("int8", "onnxruntime", [], "fp32", Path(tiny_int8.path), status="ok"),
+        Candidate("again", "onnxruntime", [], "fp32", b, status="ok"),
+    ]
+    _mark_duplicates(rows)
+    assert [c.status for c in rows] == ["ok", "ok", "duplicate"]
+    assert "'first'" in rows[2].reason
+
+    timed = [
+        Candidate(name, "onnxruntime", [], "fp32", tmp_path / name, "ok", accuracy_delta_points=delta, p50_ms=p50)
+        for name, delta, p50 in [("fast", -0.5, 2.00), ("close", 0.0, 2.08), ("slow", 0.0, 3.0), ("lossy", -3.0, 1.0)]
+    ]
+    chosen = _choose(timed, max_drop=1.0)
+    assert chosen is not None and chosen.recipe == "fast"
+    assert "'close'" in chosen.reason and "'slow'" not in chosen.reason
+    assert "tie" in timed[1].reason and "tie" not in timed[2].reason
+    assert timed[3].status == "rejected" and "0.50x" in timed[3].reason
+
+
 def test_openvino_int8_fallback_drives_nncf_accuracy_control(tiny_onnx, tmp_path: Path) -> None:
     pytest.importorskip("openvino")
     from edgeptm.compile import CompileOptions
