@@ -139,9 +139,8 @@ def main() -> None:
             f"| {row['p90_ms']:.3f} | {ratio} | {row['size_mb']:.2f} | {wall} |"
         )
     if args.json:
-        Path(args.json).write_text(
-            json.dumps({"rows": rows, "bench": result}, indent=2, default=str, ensure_ascii=False) + "\n"
-        )
+        text = json.dumps({"rows": rows, "bench": result}, indent=2, default=str, ensure_ascii=False)
+        Path(args.json).write_text(text.replace(str(HERE.parents[1]) + "/", "") + "\n")  # paths from the repository
 
 
 if __name__ == "__main__":
