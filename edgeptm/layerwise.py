@@ -17,7 +17,7 @@ from __future__ import annotations
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -138,29 +138,61 @@ def compare_graphs(
     """Run both graphs on ``feeds`` and compare every float tensor they share by name, in the
     first graph's topological order (its nodes' outputs; the graph inputs are the feeds)."""
     a, b = _load(model_a), _load(model_b)
-    types_b = float_tensors(b)
-    order: list[tuple[int, Any, str]] = []
-    for index, node in enumerate(a.graph.node):
-        for output in node.output:
-            order.append((index, node, output))
-    types_a = float_tensors(a)
-    shared = [name for _, _, name in order if name in types_b and name in types_a]
-    shared_set = set(shared)
-    stats = {name: _Accumulator() for name in shared}
+    types_a, types_b = float_tensors(a), float_tensors(b)
+    shared = [name for _, _, name in _order(a) if name in types_a and name in types_b]
     with tempfile.TemporaryDirectory(prefix="edgeptm-diff-") as tmp:
-        session_a = _exposed_session(a, shared, Path(tmp), threads)
         session_b = _exposed_session(b, shared, Path(tmp), threads)
-        inputs_a = {i.name for i in session_a.get_inputs()}
         inputs_b = {i.name for i in session_b.get_inputs()}
-        for feed in feeds:
-            values_a = dict(zip([o.name for o in session_a.get_outputs()], session_a.run(None, _only(feed, inputs_a))))
-            values_b = dict(zip([o.name for o in session_b.get_outputs()], session_b.run(None, _only(feed, inputs_b))))
-            for name in shared:
-                stats[name].add(values_a[name], values_b[name])
+        names_b = [o.name for o in session_b.get_outputs()]
+
+        def run_b(_: list[str], fed: list[dict[str, np.ndarray]]) -> Iterator[dict[str, np.ndarray]]:
+            for feed in fed:
+                yield dict(zip(names_b, session_b.run(None, _only(feed, inputs_b))))
+
+        return _compare(a, shared, feeds, run_b, threads)
+
+
+def compare_with(
+    model_a: str | Path | Any,
+    run_b: Callable[[list[str], list[dict[str, np.ndarray]]], Iterator[dict[str, np.ndarray]]],
+    feeds: Iterable[dict[str, np.ndarray]],
+    threads: int | None = None,
+) -> list[TensorDiff]:
+    """Graph A against any runtime B that returns, per feed, the tensors it computes under A's names
+    (``run_b(names, feeds)``: an engine's own intermediates, see ``Target.intermediates``)."""
+    a = _load(model_a)
+    types_a = float_tensors(a)
+    return _compare(a, [name for _, _, name in _order(a) if name in types_a], feeds, run_b, threads)
+
+
+def _order(model: Any) -> list[tuple[int, Any, str]]:
+    return [(index, node, output) for index, node in enumerate(model.graph.node) for output in node.output]
+
+
+def _compare(
+    a: Any,
+    names: list[str],
+    feeds: Iterable[dict[str, np.ndarray]],
+    run_b: Callable[[list[str], list[dict[str, np.ndarray]]], Iterator[dict[str, np.ndarray]]],
+    threads: int | None,
+) -> list[TensorDiff]:
+    """Graph A with ``names`` exposed against B's values, accumulated feed by feed; the tensors B
+    never returned are left out."""
+    fed = list(feeds)
+    stats = {name: _Accumulator() for name in names}
+    with tempfile.TemporaryDirectory(prefix="edgeptm-diff-") as tmp:
+        session_a = _exposed_session(a, names, Path(tmp), threads)
+        inputs_a = {i.name for i in session_a.get_inputs()}
+        names_a = [o.name for o in session_a.get_outputs()]
+        for feed, values_b in zip(fed, run_b(names, fed)):
+            values_a = dict(zip(names_a, session_a.run(None, _only(feed, inputs_a))))
+            for name, value in values_b.items():
+                if name in stats and name in values_a:
+                    stats[name].add(values_a[name], value)
     rel = {name: s.rel_err() for name, s in stats.items() if not s.mismatch and s.count}
     diffs = []
-    for index, node, name in order:
-        if name not in shared_set or name not in rel:
+    for index, node, name in _order(a):
+        if name not in rel:
             continue
         s = stats[name]
         before = [rel[i] for i in node.input if i in rel]
@@ -249,8 +281,9 @@ def diff_artifacts(
     a: str | Path, b: str | Path, samples: int = 16, min_cosine: float = DEFAULT_MIN_COSINE, threads: int | None = None
 ) -> DiffReport:
     """Run two artifacts on the same inputs (the first one's validation data, else its stand-ins,
-    through its own preprocessing) and compare them: tensor by tensor when both are ONNX graphs,
-    their outputs otherwise (a checkpoint or a compiled engine exposes no intermediates here)."""
+    through its own preprocessing) and compare them: tensor by tensor when both are ONNX graphs, or
+    the first is and the second is an engine whose target exposes its intermediates under the ONNX
+    names (``Target.intermediates``); their outputs otherwise (a checkpoint, other engines)."""
     from edgeptm.errors import UsageError
     from edgeptm.runtime import load
     from edgeptm.runtime.preprocess import preprocessor_for
@@ -264,12 +297,20 @@ def diff_artifacts(
     preprocessor = preprocessor_for(first)
     items = preprocessor.sample_inputs(samples)
     how = "validation inputs carried by the first artifact" if first.has_file("val_data") else "stand-in inputs"
-    feeds = [preprocessor.encode([x]) for x in items]
-    onnx_pair = first.kind == "onnx" and second.kind == "onnx"
-    if onnx_pair:
+    # an engine built for fixed shapes takes exactly those: both sides get the same padded feed
+    seq_len = _static_seq_len(second) or _static_seq_len(first)
+    feeds = [preprocessor.encode([x], seq_len=seq_len) for x in items]
+    engine = _intermediates(second) if first.kind == "onnx" else None
+    layerwise = first.kind == "onnx" and (second.kind == "onnx" or engine is not None)
+    if second.kind == "onnx" and first.kind == "onnx":
         tensors = compare_graphs(first.file("model"), second.file("model"), feeds, threads)
         outputs = _output_diffs(first, tensors)
         note = ""
+    elif engine is not None:
+        target, tensors_of = engine
+        tensors = compare_with(first.file("model"), lambda names, fed: tensors_of(second, names, fed, threads), feeds)
+        outputs = _output_diffs(first, tensors)
+        note = f"layer-wise against {target}: the tensors it computes under the ONNX graph's names"
     else:
         with load(first, threads=threads) as pa, load(second, threads=threads) as pb:
             la, lb = pa.logits(items), pb.logits(items)
@@ -284,7 +325,30 @@ def diff_artifacts(
         ]  # fmt: skip
         kinds = {first.kind, second.kind} - {"onnx"}
         note = f"outputs only: {', '.join(sorted(kinds))} artifacts expose no intermediate tensors here"
-    return DiffReport(str(a), str(b), how, len(items), min_cosine, onnx_pair, tensors, outputs, note)
+        if second.kind == "onnx" and _intermediates(first) is not None:
+            note = "outputs only: put the ONNX artifact first for a layer-wise comparison"
+    return DiffReport(str(a), str(b), how, len(items), min_cosine, layerwise, tensors, outputs, note)
+
+
+def _intermediates(artifact: Any) -> tuple[str, Callable[..., Iterator[dict[str, np.ndarray]]]] | None:
+    """(the runtime's title, its intermediates function) for an engine whose target has one."""
+    from edgeptm import targets
+
+    target = targets.find((artifact.manifest.get("compile") or {}).get("target"))
+    if target is None or not target.intermediates:
+        return None
+    return target.title, target.load("intermediates")
+
+
+def _static_seq_len(artifact: Any) -> int | None:
+    """A text engine's one sequence length, when it was built for fixed shapes."""
+    info = artifact.manifest.get("compile") or {}
+    if artifact.task != "text-classification" or not info.get("static_shapes"):
+        return None
+    for shape in (info.get("shapes") or {}).values():
+        if shape.get("min") == shape.get("max") and len(shape.get("max") or []) == 2:
+            return int(shape["max"][1])
+    return None
 
 
 def _output_diffs(artifact: Any, tensors: list[TensorDiff]) -> list[TensorDiff]:

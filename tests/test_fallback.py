@@ -207,3 +207,36 @@ def test_openvino_int8_fallback_drives_nncf_accuracy_control(tiny_onnx, tmp_path
             tiny_onnx, tmp_path / "nobudget", CompileOptions(target="openvino", precision="int8", fallback="auto")
         )
     assert not (tmp_path / "fp32").exists() and not (tmp_path / "nobudget").exists()
+
+
+def test_diff_compares_an_openvino_ir_layer_by_layer(tiny_onnx, tmp_path: Path) -> None:
+    """ONNX against the OpenVINO IR compiled from it (static shapes, so the feed is padded to the
+    IR's one length): every tensor OpenVINO computes under an ONNX name is compared; FP32 diverges
+    nowhere, NNCF's INT8 somewhere; the IR first gives the outputs only, and says why."""
+    pytest.importorskip("openvino")
+    import onnx
+
+    from edgeptm.compile import CompileOptions
+    from edgeptm.compile import compile as compile_stage
+    from edgeptm.layerwise import diff_artifacts, float_tensors
+
+    names = [i.name for i in onnx.load(str(tiny_onnx.file("model"))).graph.input]
+    shapes = [f"{name}:1x16" for name in names]
+    fp32, int8 = (
+        compile_stage(tiny_onnx, tmp_path / p, CompileOptions(target="openvino", precision=p, shapes=shapes))
+        for p in ("fp32", "int8")
+    )
+    assert fp32.manifest["compile"]["static_shapes"]
+
+    same = diff_artifacts(tiny_onnx.path, fp32.path, samples=4)
+    graph_tensors = float_tensors(onnx.load(str(tiny_onnx.file("model"))))
+    assert same.layerwise and 10 <= len(same.tensors) <= len(graph_tensors)
+    assert same.first is None and min(d.cosine for d in same.tensors) > 0.9999
+    assert same.outputs and same.outputs[0].name in graph_tensors
+
+    quantized = diff_artifacts(tiny_onnx.path, int8.path, samples=4, min_cosine=0.99999)
+    assert quantized.layerwise and quantized.first is not None
+    assert max(d.rel_err for d in quantized.tensors) > max(d.rel_err for d in same.tensors)
+
+    reverse = diff_artifacts(fp32.path, tiny_onnx.path, samples=4)
+    assert not reverse.layerwise and not reverse.tensors and "ONNX artifact first" in reverse.note

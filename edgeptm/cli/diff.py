@@ -36,8 +36,10 @@ def command(
 
     Two ONNX artifacts (FP32 against INT8 or FP16, an edit against the original) are compared on every
     float tensor they share by name: cosine, max and mean difference, relative error, and what each node
-    adds itself; the first tensor whose cosine falls below --min-cosine is where they part. Other pairs
-    (a checkpoint, a compiled engine) are compared on their outputs.
+    adds itself; the first tensor whose cosine falls below --min-cosine is where they part. An ONNX
+    artifact A against an engine compiled from it whose runtime exposes its intermediates under the ONNX
+    names is compared the same way. Other pairs (a checkpoint, other engines, an engine first) are
+    compared on their outputs.
     """
     from edgeptm.artifacts import check_output_paths, write_json_atomic
     from edgeptm.layerwise import diff_artifacts, diff_html

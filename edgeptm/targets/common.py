@@ -151,6 +151,9 @@ class Target:
         lambda task, profile, shapes: []
     )
     not_searched: str = ""  # why optimize does not try it, in words
+    # "module:function" giving diff the tensors an engine computes, by the ONNX names they came from:
+    # (artifact, names, feeds, threads) -> per feed {name: array} ("": outputs only)
+    intermediates: str = ""
 
     def load(self, which: str) -> Any:
         """The build function, the backend class or the native-code lister, imported now."""

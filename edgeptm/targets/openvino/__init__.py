@@ -99,4 +99,5 @@ TARGET = Target(
     options=OpenVinoOptions,
     rebuild_flags=lambda info: f" --precision {info['precision_asked']}" if info.get("precision_asked") else "",
     recipes=recipes,
+    intermediates="edgeptm.targets.openvino.intermediates:tensors",
 )
