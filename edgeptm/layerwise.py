@@ -308,7 +308,9 @@ def diff_artifacts(
         note = ""
     elif engine is not None:
         target, tensors_of = engine
-        tensors = compare_with(first.file("model"), lambda names, fed: tensors_of(second, names, fed, threads), feeds)
+        tensors = compare_with(
+            first.file("model"), lambda names, fed: tensors_of(second, names, fed, threads), feeds, threads
+        )
         outputs = _output_diffs(first, tensors)
         note = f"layer-wise against {target}: the tensors it computes under the ONNX graph's names"
     else:

@@ -44,7 +44,7 @@ BENCH_RESERVE_S = 12.0  # per candidate timed, on top of its timed seconds: work
 MIN_BUILD_S = 30.0  # a build is not started with less time than this left (one-pass builds take 20-40 s here)
 # Within this fraction of the chosen p50, a candidate is named as a tie: one bench run's order of two
 # such candidates need not repeat (two byte-identical models timed in their own processes in one run
-# differed by up to 20% on a 2-core VM here: process placement, not the model).
+# differed by up to 22% on a 2-core VM here: process placement, not the model).
 TIE = 0.05
 
 
