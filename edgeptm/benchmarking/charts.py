@@ -212,17 +212,16 @@ def place_labels(ax: Axes, points: Sequence[tuple[Any, ...]], size: float = FONT
     made = []
     for x, y, text, *more in points:
         style = more[0] if more else {}
-        best: tuple[float, Any, tuple[float, float, float, float]] | None = None
+        best: tuple[float, Any, tuple[float, float, float, float], dict[str, Any]] | None = None
         for distance in (6, 16, 28):
             for dx, dy in ((1, 0.6), (1, -0.6), (-1, 0.6), (-1, -0.6), (0, 1.2), (0, -1.4), (1, 1.6), (-1, -1.6)):
-                ha = "left" if dx > 0 else "right" if dx < 0 else "center"
-                va = "bottom" if dy > 0 else "top"
-                lead = {"arrowprops": {"arrowstyle": "-", "color": "#999999", "lw": 0.6}} if distance > 6 else {}
-                note = ax.annotate(
-                    text, (x, y), xytext=(dx * distance, dy * distance * 0.6 + (dy > 0) - (dy < 0)),
-                    textcoords="offset points", ha=ha, va=va, fontsize=size, annotation_clip=False, **lead, **style,
-                )  # fmt: skip
-                note.set_in_layout(False)  # the layout is settled: labels must not move the axes
+                at = {
+                    "xytext": (dx * distance, dy * distance * 0.6 + (dy > 0) - (dy < 0)),
+                    "ha": "left" if dx > 0 else "right" if dx < 0 else "center",
+                    "va": "bottom" if dy > 0 else "top",
+                    "far": distance > 6,
+                }
+                note = _label(ax, x, y, text, at, size, style, lead=False)  # measured without its leader line
                 box = note.get_window_extent(renderer)
                 edges = (box.x0, box.y0, box.x1, box.y1)
                 cost = sum(_overlap(edges, other) for other in taken + marks)
@@ -231,14 +230,28 @@ def place_labels(ax: Axes, points: Sequence[tuple[Any, ...]], size: float = FONT
                 if best is None or cost < best[0]:
                     if best is not None:
                         best[1].remove()
-                    best = (cost, note, edges)
+                    best = (cost, note, edges, at)
                 else:
                     note.remove()
             if best is not None and best[0] < 1:
                 break
-        taken.append(best[2])
-        made.append(best[1])
+        _, note, edges, at = best
+        if at["far"]:  # drawn again with a thin line back to its point
+            note.remove()
+            note = _label(ax, x, y, text, at, size, style, lead=True)
+        taken.append(edges)
+        made.append(note)
     return made
+
+
+def _label(ax: Axes, x: Any, y: Any, text: str, at: dict[str, Any], size: float, style: dict, lead: bool) -> Any:
+    arrow = {"arrowprops": {"arrowstyle": "-", "color": "#999999", "lw": 0.6}} if lead else {}
+    note = ax.annotate(
+        text, (x, y), xytext=at["xytext"], textcoords="offset points", ha=at["ha"], va=at["va"], fontsize=size,
+        annotation_clip=False, **arrow, **style,
+    )  # fmt: skip
+    note.set_in_layout(False)  # the layout is settled: labels must not move the axes
+    return note
 
 
 def _overlap(a: tuple[float, ...], b: tuple[float, ...]) -> float:
