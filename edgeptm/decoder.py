@@ -35,6 +35,8 @@ from edgeptm.models.causal import DECODER_FAMILIES, DecoderShape, context_length
 OPSET = 17
 IR_VERSION = 8  # what ONNX Runtime 1.20+ reads
 MS_DOMAIN = "com.microsoft"
+# the gated MLP's activation (config.hidden_act, or Gemma's hidden_activation): SiLU, or GELU's tanh form
+ACTIVATIONS = ("silu", "gelu_pytorch_tanh")
 
 
 def check_supported(model: Any) -> None:
@@ -46,9 +48,19 @@ def check_supported(model: Any) -> None:
             f"model type '{family}': edgeptm writes the ONNX decoder for {', '.join(DECODER_FAMILIES)} "
             "(RMSNorm, rotary positions, grouped-query attention, gated SiLU MLP); this one runs in PyTorch only"
         )
-    act = getattr(config, "hidden_act", "silu")
-    if act != "silu":
-        raise ExportError(f"model type '{family}' with hidden_act '{act}': the decoder graph implements SiLU only")
+    act = getattr(config, "hidden_activation", None) or getattr(config, "hidden_act", "silu")
+    if act not in ACTIVATIONS:
+        raise ExportError(
+            f"model type '{family}' with hidden_act '{act}': the decoder graph implements {', '.join(ACTIVATIONS)}"
+        )
+    rope = getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None) or {}
+    if rope.get("rope_type", rope.get("type")) in ("longrope", "dynamic"):
+        raise ExportError(
+            f"{family}: '{rope.get('rope_type', rope.get('type'))}' rotary scaling changes with the sequence "
+            "length; the graph's rotary tables are fixed"
+        )
+    if float(rope.get("partial_rotary_factor", getattr(config, "partial_rotary_factor", 1.0)) or 1.0) < 1.0:
+        raise ExportError(f"{family}: partial rotary embeddings are not implemented by the decoder graph")
     window = getattr(config, "sliding_window", None)
     if window and getattr(config, "use_sliding_window", True) and window < context_length(config):
         raise ExportError(f"{family}: sliding-window attention ({window} tokens) is not implemented by the graph")
@@ -90,7 +102,9 @@ def _np(tensor: Any) -> np.ndarray:
 
 
 def build_decoder(model: Any) -> tuple[Any, DecoderShape]:
-    """The ONNX decoder (fp32 weights) for a Llama-layout torch causal LM."""
+    """The ONNX decoder (fp32 weights) for a Llama-layout torch causal LM, and its variants: Phi-3's
+    fused q/k/v and gate/up projections (the same weights, already concatenated), Gemma's norms
+    (scaled by 1 + weight), scaled embeddings and GELU (tanh) MLP."""
     from onnx import TensorProto, helper
 
     check_supported(model)
@@ -101,6 +115,8 @@ def build_decoder(model: Any) -> tuple[Any, DecoderShape]:
     hd = int(getattr(config, "head_dim", None) or config.hidden_size // nh)
     shape = DecoderShape(len(body.layers), nh, kvh, hd, int(config.vocab_size), context_length(config))
     eps = float(config.rms_norm_eps)
+    offset = 1.0 if config.model_type == "gemma" else 0.0  # Gemma's RMSNorm scales by (1 + weight)
+    act = getattr(config, "hidden_activation", None) or getattr(config, "hidden_act", "silu")
     g = _Graph()
 
     # Rotary tables as GroupQueryAttention reads them: [positions, head_dim / 2], computed from the
@@ -115,13 +131,17 @@ def build_decoder(model: Any) -> tuple[Any, DecoderShape]:
     embed = _np(body.embed_tokens.weight)
     embed_name = g.const("model.embed_tokens.weight", embed)
     hidden = g.op("Gather", [embed_name, "input_ids"])
+    embed_scale = getattr(body.embed_tokens, "embed_scale", None)  # Gemma: sqrt(hidden size), in the weights' dtype
+    if embed_scale is not None:
+        scale = np.asarray(embed_scale.to(body.embed_tokens.weight.dtype).float().item(), dtype=np.float32)
+        hidden = g.op("Mul", [hidden, g.const("embed_scale", scale)])
     pending: str | None = None  # a block's output not yet added to the residual stream
 
     def norm(weight: Any, name: str) -> str:
         """RMSNorm of the residual stream; the pending residual add is fused into it
         (SkipSimplifiedLayerNormalization: one kernel for the add, the norm, and the new stream)."""
         nonlocal hidden, pending
-        gamma = g.const(name, _np(weight))
+        gamma = g.const(name, _np(weight) + np.float32(offset))
         if pending is None:
             return g.op("SimplifiedLayerNormalization", [hidden, gamma], axis=-1, epsilon=eps)
         n = g._n = g._n + 1
@@ -135,9 +155,14 @@ def build_decoder(model: Any) -> tuple[Any, DecoderShape]:
     for i, layer in enumerate(body.layers):
         attn, mlp = layer.self_attn, layer.mlp
         x = norm(layer.input_layernorm.weight, f"layers.{i}.input_layernorm.weight")
-        qkv_w = np.concatenate([_np(attn.q_proj.weight), _np(attn.k_proj.weight), _np(attn.v_proj.weight)])
+        if hasattr(attn, "qkv_proj"):  # Phi-3: q, k, v already one projection, in that order
+            qkv_w = _np(attn.qkv_proj.weight)
+            if attn.qkv_proj.bias is not None:
+                raise ExportError(f"{config.model_type}: a fused q/k/v bias is not implemented by the decoder graph")
+        else:
+            qkv_w = np.concatenate([_np(attn.q_proj.weight), _np(attn.k_proj.weight), _np(attn.v_proj.weight)])
         qkv = g.op("MatMul", [x, g.const(f"layers.{i}.attn.qkv_proj.weight_t", qkv_w.T)])
-        if attn.q_proj.bias is not None:
+        if getattr(attn, "q_proj", None) is not None and attn.q_proj.bias is not None:
             bias = np.concatenate([_np(attn.q_proj.bias), _np(attn.k_proj.bias), _np(attn.v_proj.bias)])
             qkv = g.op("Add", [qkv, g.const(f"layers.{i}.attn.qkv_proj.bias", bias)])
         past_k, past_v = f"past_key_values.{i}.key", f"past_key_values.{i}.value"
@@ -157,13 +182,21 @@ def build_decoder(model: Any) -> tuple[Any, DecoderShape]:
             o = g.op("Add", [o, g.const(f"layers.{i}.attn.o_proj.bias", _np(attn.o_proj.bias))])
         pending = o
         x = norm(layer.post_attention_layernorm.weight, f"layers.{i}.post_attention_layernorm.weight")
-        width = int(mlp.gate_proj.weight.shape[0])
-        gate_up_w = np.concatenate([_np(mlp.gate_proj.weight), _np(mlp.up_proj.weight)])
+        if hasattr(mlp, "gate_up_proj"):  # Phi-3: gate and up already one projection, gate first
+            gate_up_w = _np(mlp.gate_up_proj.weight)
+        else:
+            gate_up_w = np.concatenate([_np(mlp.gate_proj.weight), _np(mlp.up_proj.weight)])
+        width = int(gate_up_w.shape[0]) // 2
         gate_up = g.op("MatMul", [x, g.const(f"layers.{i}.mlp.gate_up_proj.weight_t", gate_up_w.T)])
         split = g.const(f"layers.{i}.mlp.split", np.array([width, width], dtype=np.int64))
         gate, up = g.op("Split", [gate_up, split], 2, axis=-1)
-        act = g.op("Mul", [g.op("Mul", [gate, g.op("Sigmoid", [gate])]), up])
-        pending = g.op("MatMul", [act, g.const(f"layers.{i}.mlp.down_proj.weight_t", _np(mlp.down_proj.weight).T)])
+        if act == "silu":
+            gated = g.op("Mul", [gate, g.op("Sigmoid", [gate])])
+        else:  # GELU, tanh approximation: ONNX Runtime's FastGelu is that formula in one kernel
+            gated = g.op("FastGelu", [gate], domain=MS_DOMAIN)
+        hidden_act = g.op("Mul", [gated, up])
+        down = g.const(f"layers.{i}.mlp.down_proj.weight_t", _np(mlp.down_proj.weight).T)
+        pending = g.op("MatMul", [hidden_act, down])
     x = norm(body.norm.weight, "norm.weight")
     # logits for the last ``logits_to_keep`` positions (0: all of them)
     start = g.op("Neg", ["logits_to_keep"])

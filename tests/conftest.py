@@ -126,7 +126,7 @@ CHATML = (
 )
 
 
-def build_tiny_lm(directory: Path, family: str = "llama", tie: bool = True, seed: int = 0) -> Path:
+def build_tiny_lm(directory: Path, family: str = "llama", tie: bool = True, seed: int = 0, **overrides: object) -> Path:
     """A 2-layer causal LM (grouped-query attention, 2 KV heads for 4 query heads) with a byte-level BPE
     tokenizer trained here on the test reviews, ChatML special tokens and a chat template."""
     import csv
@@ -150,6 +150,7 @@ def build_tiny_lm(directory: Path, family: str = "llama", tie: bool = True, seed
     tokenizer.chat_template = CHATML
     torch.manual_seed(seed)
     extra = {"attention_bias": False} if family == "llama" else {}
+    extra.update(overrides)
     config = AutoConfig.for_model(
         family,
         vocab_size=len(tokenizer),

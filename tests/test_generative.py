@@ -314,6 +314,40 @@ def test_decoder_families_and_refusals(tmp_path: Path) -> None:
         build_decoder(gpt2)
 
 
+@pytest.mark.parametrize(
+    ("family", "overrides"),
+    [
+        ("phi3", {"sliding_window": None}),  # fused q/k/v and gate/up projections
+        ("gemma", {"head_dim": 16}),  # (1 + weight) norms, sqrt(hidden) embedding scale, GELU-tanh MLP
+    ],
+)
+def test_decoder_graph_matches_pytorch_for_phi3_and_gemma(tmp_path: Path, family: str, overrides: dict) -> None:
+    """Each layout variant, with random norm weights (Gemma's start at zero, so a missing 1 + weight
+    would show), gives PyTorch's logits over a prefill and decode steps, and the same greedy tokens."""
+    import torch
+
+    from edgeptm.decoder import build_decoder, open_decoder, save_model
+    from edgeptm.models.causal import CausalLMSpec
+    from edgeptm.runtime.generator import TorchDecoder
+    from edgeptm.tasks.generation import compare_decoders
+
+    directory = build_tiny_lm(tmp_path / family, family=family, seed=2, **overrides)
+    model = CausalLMSpec(f"hf:{family}", str(directory)).load_model()
+    assert model.config.model_type == family
+    with torch.no_grad():
+        for module in model.modules():
+            if type(module).__name__.endswith("RMSNorm"):
+                module.weight.normal_(0.0, 0.3)
+    graph, shape = build_decoder(model)
+    path = tmp_path / f"{family}.onnx"
+    save_model(graph, path)
+    rng = np.random.default_rng(1)
+    prompts = [list(rng.integers(0, shape.vocab_size, n)) for n in (4, 13)]
+    result = compare_decoders(TorchDecoder(model), open_decoder(path, shape), prompts, 6)
+    assert result["max_abs_logit_diff"] < 1e-4, result
+    assert result["greedy_tokens_agreeing"] == result["greedy_tokens"]
+
+
 def test_weight_packing_roundtrip() -> None:
     from edgeptm.quantization.weight_only import pack, quantize_weight, unpack
 

@@ -30,10 +30,11 @@ SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 TASK = "text-generation"
 
 # Decoder families whose ONNX graph edgeptm writes (edgeptm.decoder): Llama's layout - RMSNorm,
-# rotary positions, grouped-query attention, a gated SiLU MLP - with q/k/v biases where the
-# weights have them (Qwen2). Others (GPT-2's learned positions and LayerNorm, Gemma's scaled
-# embeddings, Phi-3's fused projections) are refused by export with the reason, not exported wrongly.
-DECODER_FAMILIES = ("llama", "mistral", "qwen2")
+# rotary positions, grouped-query attention, a gated MLP - with q/k/v biases where the weights have
+# them (Qwen2), fused q/k/v and gate/up projections (Phi-3), and Gemma's (1 + weight) norms, scaled
+# embeddings and GELU-tanh MLP. Others (GPT-2's learned positions and LayerNorm, Gemma 2's soft-capping
+# and sliding windows) are refused by export with the reason, not exported wrongly.
+DECODER_FAMILIES = ("llama", "mistral", "qwen2", "phi3", "gemma")
 
 
 @dataclass(frozen=True)
