@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from edgeptm.errors import ExportError
-from edgeptm.models.causal import DECODER_FAMILIES, DecoderShape, context_length
+from edgeptm.models.causal import DECODER_FAMILIES, DecoderShape, context_length, kv_heads
 
 OPSET = 17
 IR_VERSION = 8  # what ONNX Runtime 1.20+ reads
@@ -45,9 +45,16 @@ def check_supported(model: Any) -> None:
     family = config.model_type
     if family not in DECODER_FAMILIES:
         raise ExportError(
-            f"model type '{family}': edgeptm writes the ONNX decoder for {', '.join(DECODER_FAMILIES)} "
-            "(RMSNorm, rotary positions, grouped-query attention, gated SiLU MLP); this one runs in PyTorch only"
+            f"model type '{family}': edgeptm writes the ONNX decoder for {', '.join(DECODER_FAMILIES)}; "
+            "this one runs in PyTorch only"
         )
+    if family == "gpt2":
+        act = getattr(config, "activation_function", "gelu_new")
+        if act not in ("gelu_new", "gelu_pytorch_tanh", "gelu"):
+            raise ExportError(f"gpt2 with activation_function '{act}': the decoder graph implements GELU only")
+        if getattr(config, "scale_attn_by_inverse_layer_idx", False) or getattr(config, "add_cross_attention", False):
+            raise ExportError("gpt2: per-layer attention scaling and cross-attention are not implemented by the graph")
+        return
     act = getattr(config, "hidden_activation", None) or getattr(config, "hidden_act", "silu")
     if act not in ACTIVATIONS:
         raise ExportError(
@@ -109,15 +116,133 @@ def build_decoder(model: Any) -> tuple[Any, DecoderShape]:
 
     check_supported(model)
     config = model.config
-    body = model.model
     nh = int(config.num_attention_heads)
-    kvh = int(getattr(config, "num_key_value_heads", None) or nh)
+    kvh = kv_heads(config)
     hd = int(getattr(config, "head_dim", None) or config.hidden_size // nh)
-    shape = DecoderShape(len(body.layers), nh, kvh, hd, int(config.vocab_size), context_length(config))
+    layers = int(config.num_hidden_layers)
+    shape = DecoderShape(layers, nh, kvh, hd, int(config.vocab_size), context_length(config))
+    g = _Graph()
+    x, embedding = (_gpt2_body if config.model_type == "gpt2" else _llama_body)(model, g, shape)
+    # logits for the last ``logits_to_keep`` positions (0: all of them)
+    start = g.op("Neg", ["logits_to_keep"])
+    last = g.op(
+        "Slice", [x, start, g.const("slice_end", np.array([np.iinfo(np.int64).max])), g.const("one", np.array([1]))]
+    )
+    head = model.get_output_embeddings().weight
+    if head.data_ptr() == embedding.data_ptr():  # tied: one copy in the file
+        head_t = g.op("Transpose", [EMBEDDING], perm=[1, 0])  # folded once when the session opens
+    else:
+        head_t = g.const("lm_head.weight_t", _np(head).T)
+    g.op("MatMul", [last, head_t], ["logits"])
+
+    f32, i64, i32 = TensorProto.FLOAT, TensorProto.INT64, TensorProto.INT32
+    cache = ["batch", kvh, "max_sequence", hd]
+    inputs = [
+        helper.make_tensor_value_info("input_ids", i64, ["batch", "sequence"]),
+        *(helper.make_tensor_value_info(n, f32, cache) for n in shape.past_names()),
+        helper.make_tensor_value_info("seqlens_k", i32, ["batch"]),
+        helper.make_tensor_value_info("total_sequence_length", i32, []),
+        helper.make_tensor_value_info("logits_to_keep", i64, [1]),
+    ]
+    outputs = [
+        helper.make_tensor_value_info("logits", f32, ["batch", "logits_sequence", shape.vocab_size]),
+        *(helper.make_tensor_value_info(n, f32, ["batch", kvh, "present_sequence", hd]) for n in shape.present_names()),
+    ]
+    graph = helper.make_graph(g.nodes, "decoder", inputs, outputs, g.inits)
+    onnx_model = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid(MS_DOMAIN, 1)],
+        producer_name="edgeptm",
+    )
+    onnx_model.ir_version = IR_VERSION
+    return onnx_model, shape
+
+
+EMBEDDING = "model.embed_tokens.weight"  # the token table's name (the INT4 quantizer finds it by its Gather)
+
+
+def _attention(g: _Graph, qkv: str, i: int, shape: DecoderShape, scale: float, rotary: tuple[str, str] | None) -> str:
+    """GroupQueryAttention over the packed q/k/v, writing layer ``i``'s cache in place."""
+    past_k, past_v = f"past_key_values.{i}.key", f"past_key_values.{i}.value"
+    tables = list(rotary) if rotary else []
+    out, _, _ = g.op(
+        "GroupQueryAttention",
+        [qkv, "", "", past_k, past_v, "seqlens_k", "total_sequence_length", *tables],
+        [f"attn_{i}", f"present.{i}.key", f"present.{i}.value"],
+        domain=MS_DOMAIN,
+        num_heads=shape.num_heads,
+        kv_num_heads=shape.kv_heads,
+        scale=scale,
+        do_rotary=1 if rotary else 0,
+        rotary_interleaved=0,
+    )
+    return out
+
+
+def _linear(g: _Graph, x: str, weight_t: np.ndarray, bias: np.ndarray | None, name: str) -> str:
+    y = g.op("MatMul", [x, g.const(f"{name}.weight_t", weight_t)])
+    return y if bias is None else g.op("Add", [y, g.const(f"{name}.bias", bias)])
+
+
+def _gpt2_body(model: Any, g: _Graph, shape: DecoderShape) -> tuple[str, Any]:
+    """GPT-2: learned positions, LayerNorm (with bias) before attention and MLP, q/k/v in one
+    projection with biases, a plain (not gated) GELU MLP, and a final LayerNorm. Its Conv1D layers
+    keep their weights as [in, out]: MatMul takes them as they are."""
+    config = model.config
+    body = model.transformer
+    eps = float(config.layer_norm_epsilon)
+    embedding = body.wte.weight
+    hidden = g.op("Gather", [g.const(EMBEDDING, _np(embedding)), "input_ids"])
+    # Positions of this step's tokens, as GroupQueryAttention places them: from 0 for a first prompt
+    # (sequence == total length), else after the tokens already in each row's cache.
+    length = g.op("Cast", [g.op("Gather", [g.op("Shape", ["input_ids"]), g.const("dim1", np.array(1))])], to=6)
+    first = g.op("Equal", [length, "total_sequence_length"])
+    zero, one = g.const("zero_i32", np.array(0, dtype=np.int32)), g.const("one_i32", np.array(1, dtype=np.int32))
+    after = g.op("Sub", [g.op("Add", ["seqlens_k", one]), length])
+    begin = g.op("Where", [first, zero, after])
+    steps = g.op("Range", [zero, length, one])
+    positions = g.op("Add", [g.op("Unsqueeze", [begin, g.const("axis1", np.array([1]))]), steps])
+    table = g.const("model.embed_positions.weight", _np(body.wpe.weight))
+    hidden = g.op("Add", [hidden, g.op("Gather", [table, g.op("Cast", [positions], to=7)])])
+    pending: str | None = None
+
+    def norm(module: Any, name: str) -> str:
+        """LayerNorm of the residual stream, the pending residual add fused in (SkipLayerNormalization)."""
+        nonlocal hidden, pending
+        gamma, beta = g.const(f"{name}.weight", _np(module.weight)), g.const(f"{name}.bias", _np(module.bias))
+        if pending is None:
+            return g.op("LayerNormalization", [hidden, gamma, beta], axis=-1, epsilon=eps)
+        n = g._n = g._n + 1
+        names = [f"norm_{n}", "", "", f"residual_{n}"]
+        g.nodes.append(
+            _node("SkipLayerNormalization", [pending, hidden, gamma, beta], names, f"SkipLN_{n}", epsilon=eps)
+        )
+        hidden, pending = names[3], None
+        return names[0]
+
+    gelu = "FastGelu" if config.activation_function in ("gelu_new", "gelu_pytorch_tanh") else "Gelu"
+    scale = float(shape.head_dim**-0.5) if getattr(config, "scale_attn_weights", True) else 1.0
+    for i, block in enumerate(body.h):
+        attn, mlp = block.attn, block.mlp
+        x = norm(block.ln_1, f"layers.{i}.ln_1")
+        qkv = _linear(g, x, _np(attn.c_attn.weight), _np(attn.c_attn.bias), f"layers.{i}.attn.qkv_proj")
+        out = _attention(g, qkv, i, shape, scale, None)
+        pending = _linear(g, out, _np(attn.c_proj.weight), _np(attn.c_proj.bias), f"layers.{i}.attn.o_proj")
+        x = norm(block.ln_2, f"layers.{i}.ln_2")
+        up = g.op("MatMul", [x, g.const(f"layers.{i}.mlp.up_proj.weight_t", _np(mlp.c_fc.weight))])
+        act = g.op(gelu, [up, g.const(f"layers.{i}.mlp.up_proj.bias", _np(mlp.c_fc.bias))], domain=MS_DOMAIN)
+        pending = _linear(g, act, _np(mlp.c_proj.weight), _np(mlp.c_proj.bias), f"layers.{i}.mlp.down_proj")
+    return norm(body.ln_f, "norm"), embedding
+
+
+def _llama_body(model: Any, g: _Graph, shape: DecoderShape) -> tuple[str, Any]:
+    """Llama's layout (and its variants, see build_decoder): the final norm's output and the token table."""
+    config = model.config
+    body = model.model
+    hd = shape.head_dim
     eps = float(config.rms_norm_eps)
     offset = 1.0 if config.model_type == "gemma" else 0.0  # Gemma's RMSNorm scales by (1 + weight)
     act = getattr(config, "hidden_activation", None) or getattr(config, "hidden_act", "silu")
-    g = _Graph()
 
     # Rotary tables as GroupQueryAttention reads them: [positions, head_dim / 2], computed from the
     # model's own inverse frequencies (which already carry any rope scaling) and attention scaling.
@@ -128,9 +253,7 @@ def build_decoder(model: Any) -> tuple[Any, DecoderShape]:
     cos = g.const("cos_cache", (np.cos(angles) * scaling).astype(np.float32))
     sin = g.const("sin_cache", (np.sin(angles) * scaling).astype(np.float32))
 
-    embed = _np(body.embed_tokens.weight)
-    embed_name = g.const("model.embed_tokens.weight", embed)
-    hidden = g.op("Gather", [embed_name, "input_ids"])
+    hidden = g.op("Gather", [g.const(EMBEDDING, _np(body.embed_tokens.weight)), "input_ids"])
     embed_scale = getattr(body.embed_tokens, "embed_scale", None)  # Gemma: sqrt(hidden size), in the weights' dtype
     if embed_scale is not None:
         scale = np.asarray(embed_scale.to(body.embed_tokens.weight.dtype).float().item(), dtype=np.float32)
@@ -165,18 +288,7 @@ def build_decoder(model: Any) -> tuple[Any, DecoderShape]:
         if getattr(attn, "q_proj", None) is not None and attn.q_proj.bias is not None:
             bias = np.concatenate([_np(attn.q_proj.bias), _np(attn.k_proj.bias), _np(attn.v_proj.bias)])
             qkv = g.op("Add", [qkv, g.const(f"layers.{i}.attn.qkv_proj.bias", bias)])
-        past_k, past_v = f"past_key_values.{i}.key", f"past_key_values.{i}.value"
-        out, _, _ = g.op(
-            "GroupQueryAttention",
-            [qkv, "", "", past_k, past_v, "seqlens_k", "total_sequence_length", cos, sin],
-            [f"attn_{i}", f"present.{i}.key", f"present.{i}.value"],
-            domain=MS_DOMAIN,
-            num_heads=nh,
-            kv_num_heads=kvh,
-            scale=float(getattr(attn, "scaling", hd**-0.5)),
-            do_rotary=1,
-            rotary_interleaved=0,
-        )
+        out = _attention(g, qkv, i, shape, float(getattr(attn, "scaling", hd**-0.5)), (cos, sin))
         o = g.op("MatMul", [out, g.const(f"layers.{i}.attn.o_proj.weight_t", _np(attn.o_proj.weight).T)])
         if attn.o_proj.bias is not None:
             o = g.op("Add", [o, g.const(f"layers.{i}.attn.o_proj.bias", _np(attn.o_proj.bias))])
@@ -197,40 +309,7 @@ def build_decoder(model: Any) -> tuple[Any, DecoderShape]:
         hidden_act = g.op("Mul", [gated, up])
         down = g.const(f"layers.{i}.mlp.down_proj.weight_t", _np(mlp.down_proj.weight).T)
         pending = g.op("MatMul", [hidden_act, down])
-    x = norm(body.norm.weight, "norm.weight")
-    # logits for the last ``logits_to_keep`` positions (0: all of them)
-    start = g.op("Neg", ["logits_to_keep"])
-    last = g.op(
-        "Slice", [x, start, g.const("slice_end", np.array([np.iinfo(np.int64).max])), g.const("one", np.array([1]))]
-    )
-    head = model.get_output_embeddings().weight
-    if head.data_ptr() == body.embed_tokens.weight.data_ptr():  # tied: one copy in the file
-        head_t = g.op("Transpose", [embed_name], perm=[1, 0])  # folded once when the session opens
-    else:
-        head_t = g.const("lm_head.weight_t", _np(head).T)
-    g.op("MatMul", [last, head_t], ["logits"])
-
-    f32, i64, i32 = TensorProto.FLOAT, TensorProto.INT64, TensorProto.INT32
-    cache = ["batch", kvh, "max_sequence", hd]
-    inputs = [
-        helper.make_tensor_value_info("input_ids", i64, ["batch", "sequence"]),
-        *(helper.make_tensor_value_info(n, f32, cache) for n in shape.past_names()),
-        helper.make_tensor_value_info("seqlens_k", i32, ["batch"]),
-        helper.make_tensor_value_info("total_sequence_length", i32, []),
-        helper.make_tensor_value_info("logits_to_keep", i64, [1]),
-    ]
-    outputs = [
-        helper.make_tensor_value_info("logits", f32, ["batch", "logits_sequence", shape.vocab_size]),
-        *(helper.make_tensor_value_info(n, f32, ["batch", kvh, "present_sequence", hd]) for n in shape.present_names()),
-    ]
-    graph = helper.make_graph(g.nodes, "decoder", inputs, outputs, g.inits)
-    onnx_model = helper.make_model(
-        graph,
-        opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid(MS_DOMAIN, 1)],
-        producer_name="edgeptm",
-    )
-    onnx_model.ir_version = IR_VERSION
-    return onnx_model, shape
+    return norm(body.norm.weight, "norm.weight"), body.embed_tokens.weight
 
 
 def io_record(shape: DecoderShape) -> dict[str, Any]:

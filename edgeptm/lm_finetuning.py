@@ -35,6 +35,9 @@ from edgeptm.training import _distributed, _TrainState
 log = logging.getLogger(__name__)
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+# the same projections where a family fuses or names them otherwise (Phi-3's qkv_proj and gate_up_proj,
+# GPT-2's c_attn, c_proj and c_fc): without --lora-targets, every one of these names the model has
+LORA_TARGETS_FUSED = ("qkv_proj", "gate_up_proj", "c_attn", "c_proj", "c_fc")
 DEFAULT_LR = {"lora": 2e-4, "full": 2e-5}
 DEFAULT_BATCH = 8
 DEFAULT_MAX_LENGTH = 512  # tokens per example (prompt + completion); longer ones are cut
@@ -365,7 +368,13 @@ def _with_lora(model: Any, opts: Any) -> tuple[Any, dict[str, Any]]:
     except ImportError:
         raise UsageError("LoRA needs the peft package (pip install peft), or train every weight with --full") from None
     present = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
-    targets = [t for t in (opts.lora_targets.split(",") if opts.lora_targets else LORA_TARGETS) if t]
+    if opts.lora_targets:
+        targets = [t for t in opts.lora_targets.split(",") if t]
+    else:
+        targets = [t for t in (*LORA_TARGETS, *LORA_TARGETS_FUSED) if t in present]
+        if not targets:
+            known = ", ".join((*LORA_TARGETS, *LORA_TARGETS_FUSED))
+            raise UsageError(f"LoRA: the model has none of the usual projections ({known}): use --lora-targets")
     missing = [t for t in targets if t not in present]
     if missing or not targets:
         raise UsageError(f"--lora-targets: the model has no module named {', '.join(missing) or '(none given)'}")

@@ -287,7 +287,8 @@ def test_resume_after_kill_matches_uninterrupted(tiny_lm_dir: Path, lm_data: tup
 
 
 def test_decoder_families_and_refusals(tmp_path: Path) -> None:
-    """Qwen2 (q/k/v biases) with an untied head matches PyTorch; GPT-2 is refused with the reason."""
+    """Qwen2 (q/k/v biases) with an untied head and GPT-2 match PyTorch; a GPT-2 variant the graph does
+    not implement and a family it does not know are refused with the reason."""
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
 
@@ -309,9 +310,29 @@ def test_decoder_families_and_refusals(tmp_path: Path) -> None:
     prompts = [list(rng.integers(0, shape.vocab_size, n)) for n in (5, 17)]
     result = compare_decoders(TorchDecoder(model), open_decoder(path, shape), prompts, 6)
     assert result["max_abs_logit_diff"] < 1e-4 and result["greedy_tokens_agreeing"] == result["greedy_tokens"]
-    gpt2 = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=100, n_positions=64))
+    # GPT-2: learned positions, LayerNorm with biases, Conv1D projections, a plain GELU MLP
+    torch.manual_seed(3)
+    gpt2 = GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=100, n_positions=64)).eval()
+    with torch.no_grad():
+        for module in gpt2.modules():
+            if isinstance(module, torch.nn.LayerNorm):
+                module.weight.normal_(1.0, 0.3)
+                module.bias.normal_(0.0, 0.3)
+    graph, shape = build_decoder(gpt2)
+    save_model(graph, tmp_path / "gpt2.onnx")
+    prompts = [list(rng.integers(0, shape.vocab_size, n)) for n in (3, 11)]
+    result = compare_decoders(TorchDecoder(gpt2), open_decoder(tmp_path / "gpt2.onnx", shape), prompts, 8)
+    assert result["max_abs_logit_diff"] < 1e-4 and result["greedy_tokens_agreeing"] == result["greedy_tokens"]
+    scaled = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=100, n_positions=64,
+                                        scale_attn_by_inverse_layer_idx=True))  # fmt: skip
+    with pytest.raises(ExportError, match="per-layer attention scaling"):
+        build_decoder(scaled)
+    from transformers import OPTConfig, OPTForCausalLM
+
+    opt = OPTForCausalLM(OPTConfig(num_hidden_layers=1, hidden_size=32, num_attention_heads=2, ffn_dim=64,
+                                   vocab_size=100, max_position_embeddings=64, word_embed_proj_dim=32))  # fmt: skip
     with pytest.raises(ExportError, match="runs in PyTorch only"):
-        build_decoder(gpt2)
+        build_decoder(opt)
 
 
 @pytest.mark.parametrize(
@@ -346,6 +367,26 @@ def test_decoder_graph_matches_pytorch_for_phi3_and_gemma(tmp_path: Path, family
     result = compare_decoders(TorchDecoder(model), open_decoder(path, shape), prompts, 6)
     assert result["max_abs_logit_diff"] < 1e-4, result
     assert result["greedy_tokens_agreeing"] == result["greedy_tokens"]
+
+
+def test_lora_defaults_follow_the_family_projection_names() -> None:
+    """Without --lora-targets, LoRA wraps each family's own projections: GPT-2's fused c_attn and its
+    c_proj/c_fc; a model with none of the usual names is refused with what to pass."""
+    from types import SimpleNamespace
+
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from edgeptm.lm_finetuning import _with_lora
+
+    opts = SimpleNamespace(lora_targets=None, lora_rank=4, lora_alpha=None, lora_dropout=0.0)
+    gpt2 = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=100, n_positions=64))
+    wrapped, record = _with_lora(gpt2, opts)
+    assert record["target_modules"] == ["c_attn", "c_proj", "c_fc"]
+    assert any("lora_A" in name for name, _ in wrapped.named_parameters())
+    bare = torch.nn.Sequential(torch.nn.Linear(4, 4))
+    with pytest.raises(UsageError, match="--lora-targets"):
+        _with_lora(bare, opts)
 
 
 def test_weight_packing_roundtrip() -> None:

@@ -56,8 +56,8 @@ SOURCES: tuple[ModelSource, ...] = (
         name="hf:",
         task="text-classification",
         description="any Hugging Face encoder that AutoModel loads (BERT, DistilBERT, RoBERTa, ...), or a causal "
-        "LM directory (Llama, Qwen2, Mistral, Phi-3, Gemma, ...: text-generation): a local directory, or a hub id "
-        "where a network exists",
+        "LM directory (Llama, Qwen2, Mistral, Phi-3, Gemma, GPT-2, ...: text-generation): a local directory, or a "
+        "hub id where a network exists",
         license="per model",
         resolve=lambda name: hf_causal_spec(name[len("hf:") :]) or hf_spec(name[len("hf:") :]),
         offline=lambda: (True, "local directories load offline; hub ids need a network or a warm cache"),

@@ -32,9 +32,10 @@ TASK = "text-generation"
 # Decoder families whose ONNX graph edgeptm writes (edgeptm.decoder): Llama's layout - RMSNorm,
 # rotary positions, grouped-query attention, a gated MLP - with q/k/v biases where the weights have
 # them (Qwen2), fused q/k/v and gate/up projections (Phi-3), and Gemma's (1 + weight) norms, scaled
-# embeddings and GELU-tanh MLP. Others (GPT-2's learned positions and LayerNorm, Gemma 2's soft-capping
-# and sliding windows) are refused by export with the reason, not exported wrongly.
-DECODER_FAMILIES = ("llama", "mistral", "qwen2", "phi3", "gemma")
+# embeddings and GELU-tanh MLP; and GPT-2's (learned positions, LayerNorm, a plain GELU MLP). Others
+# (Gemma 2's soft-capping and sliding windows, ...) are refused by export with the reason, not exported
+# wrongly.
+DECODER_FAMILIES = ("llama", "mistral", "qwen2", "phi3", "gemma", "gpt2")
 
 
 @dataclass(frozen=True)
@@ -172,6 +173,14 @@ def context_length(config: Any) -> int:
     return int(getattr(config, "max_position_embeddings", 0) or getattr(config, "n_positions", 0) or 2048)
 
 
+def kv_heads(config: Any) -> int:
+    """Key/value heads: grouped-query attention's, or every head (GPT-2 has multi-head attention only)."""
+    heads = int(config.num_attention_heads)
+    if config.model_type == "gpt2":
+        return heads
+    return int(getattr(config, "num_key_value_heads", None) or heads)
+
+
 def model_record(spec_name: str, model: Any) -> dict[str, Any]:
     """The manifest's ``model`` section for a causal LM checkpoint."""
     config = model.config
@@ -183,7 +192,7 @@ def model_record(spec_name: str, model: Any) -> dict[str, Any]:
         "lm_config": "lm",
         "num_layers": int(config.num_hidden_layers),
         "num_attention_heads": heads,
-        "num_key_value_heads": int(getattr(config, "num_key_value_heads", None) or heads),
+        "num_key_value_heads": kv_heads(config),
         "head_dim": int(getattr(config, "head_dim", None) or config.hidden_size // heads),
         "hidden_size": int(config.hidden_size),
         "vocab_size": int(config.vocab_size),
