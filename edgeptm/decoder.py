@@ -61,10 +61,11 @@ def check_supported(model: Any) -> None:
             f"model type '{family}' with hidden_act '{act}': the decoder graph implements {', '.join(ACTIVATIONS)}"
         )
     rope = getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None) or {}
-    if rope.get("rope_type", rope.get("type")) in ("longrope", "dynamic"):
+    rope_type = rope.get("rope_type", rope.get("type"))
+    if rope_type in ("longrope", "dynamic"):
         raise ExportError(
-            f"{family}: '{rope.get('rope_type', rope.get('type'))}' rotary scaling changes with the sequence "
-            "length; the graph's rotary tables are fixed"
+            f"{family}: '{rope_type}' rotary scaling changes with the sequence length; the graph's rotary tables "
+            "are fixed"
         )
     if float(rope.get("partial_rotary_factor", getattr(config, "partial_rotary_factor", 1.0)) or 1.0) < 1.0:
         raise ExportError(f"{family}: partial rotary embeddings are not implemented by the decoder graph")
@@ -179,6 +180,24 @@ def _attention(g: _Graph, qkv: str, i: int, shape: DecoderShape, scale: float, r
     return out
 
 
+class _Stream:
+    """The residual stream: its tensor, and a block's output not yet added to it."""
+
+    def __init__(self, hidden: str) -> None:
+        self.hidden, self.pending = hidden, None
+
+    def norm(self, g: _Graph, params: list[str], eps: float, plain: str, skip: str, tag: str) -> str:
+        """The norm of the stream (``plain``); a pending block output is added in the same kernel
+        (``skip``: one kernel for the add, the norm, and the new stream)."""
+        if self.pending is None:
+            return g.op(plain, [self.hidden, *params], axis=-1, epsilon=eps)
+        n = g._n = g._n + 1
+        names = [f"norm_{n}", "", "", f"residual_{n}"]
+        g.nodes.append(_node(skip, [self.pending, self.hidden, *params], names, f"{tag}_{n}", epsilon=eps))
+        self.hidden, self.pending = names[3], None
+        return names[0]
+
+
 def _linear(g: _Graph, x: str, weight_t: np.ndarray, bias: np.ndarray | None, name: str) -> str:
     y = g.op("MatMul", [x, g.const(f"{name}.weight_t", weight_t)])
     return y if bias is None else g.op("Add", [y, g.const(f"{name}.bias", bias)])
@@ -203,22 +222,12 @@ def _gpt2_body(model: Any, g: _Graph, shape: DecoderShape) -> tuple[str, Any]:
     steps = g.op("Range", [zero, length, one])
     positions = g.op("Add", [g.op("Unsqueeze", [begin, g.const("axis1", np.array([1]))]), steps])
     table = g.const("model.embed_positions.weight", _np(body.wpe.weight))
-    hidden = g.op("Add", [hidden, g.op("Gather", [table, g.op("Cast", [positions], to=7)])])
-    pending: str | None = None
+    stream = _Stream(g.op("Add", [hidden, g.op("Gather", [table, g.op("Cast", [positions], to=7)])]))
 
     def norm(module: Any, name: str) -> str:
-        """LayerNorm of the residual stream, the pending residual add fused in (SkipLayerNormalization)."""
-        nonlocal hidden, pending
-        gamma, beta = g.const(f"{name}.weight", _np(module.weight)), g.const(f"{name}.bias", _np(module.bias))
-        if pending is None:
-            return g.op("LayerNormalization", [hidden, gamma, beta], axis=-1, epsilon=eps)
-        n = g._n = g._n + 1
-        names = [f"norm_{n}", "", "", f"residual_{n}"]
-        g.nodes.append(
-            _node("SkipLayerNormalization", [pending, hidden, gamma, beta], names, f"SkipLN_{n}", epsilon=eps)
-        )
-        hidden, pending = names[3], None
-        return names[0]
+        """LayerNorm (with bias) of the residual stream."""
+        params = [g.const(f"{name}.weight", _np(module.weight)), g.const(f"{name}.bias", _np(module.bias))]
+        return stream.norm(g, params, eps, "LayerNormalization", "SkipLayerNormalization", "SkipLN")
 
     gelu = "FastGelu" if config.activation_function in ("gelu_new", "gelu_pytorch_tanh") else "Gelu"
     scale = float(shape.head_dim**-0.5) if getattr(config, "scale_attn_weights", True) else 1.0
@@ -227,11 +236,11 @@ def _gpt2_body(model: Any, g: _Graph, shape: DecoderShape) -> tuple[str, Any]:
         x = norm(block.ln_1, f"layers.{i}.ln_1")
         qkv = _linear(g, x, _np(attn.c_attn.weight), _np(attn.c_attn.bias), f"layers.{i}.attn.qkv_proj")
         out = _attention(g, qkv, i, shape, scale, None)
-        pending = _linear(g, out, _np(attn.c_proj.weight), _np(attn.c_proj.bias), f"layers.{i}.attn.o_proj")
+        stream.pending = _linear(g, out, _np(attn.c_proj.weight), _np(attn.c_proj.bias), f"layers.{i}.attn.o_proj")
         x = norm(block.ln_2, f"layers.{i}.ln_2")
         up = g.op("MatMul", [x, g.const(f"layers.{i}.mlp.up_proj.weight_t", _np(mlp.c_fc.weight))])
         act = g.op(gelu, [up, g.const(f"layers.{i}.mlp.up_proj.bias", _np(mlp.c_fc.bias))], domain=MS_DOMAIN)
-        pending = _linear(g, act, _np(mlp.c_proj.weight), _np(mlp.c_proj.bias), f"layers.{i}.mlp.down_proj")
+        stream.pending = _linear(g, act, _np(mlp.c_proj.weight), _np(mlp.c_proj.bias), f"layers.{i}.mlp.down_proj")
     return norm(body.ln_f, "norm"), embedding
 
 
@@ -258,41 +267,30 @@ def _llama_body(model: Any, g: _Graph, shape: DecoderShape) -> tuple[str, Any]:
     if embed_scale is not None:
         scale = np.asarray(embed_scale.to(body.embed_tokens.weight.dtype).float().item(), dtype=np.float32)
         hidden = g.op("Mul", [hidden, g.const("embed_scale", scale)])
-    pending: str | None = None  # a block's output not yet added to the residual stream
+    stream = _Stream(hidden)
 
     def norm(weight: Any, name: str) -> str:
-        """RMSNorm of the residual stream; the pending residual add is fused into it
-        (SkipSimplifiedLayerNormalization: one kernel for the add, the norm, and the new stream)."""
-        nonlocal hidden, pending
+        """RMSNorm of the residual stream."""
         gamma = g.const(name, _np(weight) + np.float32(offset))
-        if pending is None:
-            return g.op("SimplifiedLayerNormalization", [hidden, gamma], axis=-1, epsilon=eps)
-        n = g._n = g._n + 1
-        names = [f"norm_{n}", "", "", f"residual_{n}"]
-        g.nodes.append(
-            _node("SkipSimplifiedLayerNormalization", [pending, hidden, gamma], names, f"SkipNorm_{n}", epsilon=eps)
-        )
-        hidden, pending = names[3], None
-        return names[0]
+        plain, skip = "SimplifiedLayerNormalization", "SkipSimplifiedLayerNormalization"
+        return stream.norm(g, [gamma], eps, plain, skip, "SkipNorm")
 
     for i, layer in enumerate(body.layers):
         attn, mlp = layer.self_attn, layer.mlp
         x = norm(layer.input_layernorm.weight, f"layers.{i}.input_layernorm.weight")
+        qkv_b = None
         if hasattr(attn, "qkv_proj"):  # Phi-3: q, k, v already one projection, in that order
             qkv_w = _np(attn.qkv_proj.weight)
             if attn.qkv_proj.bias is not None:
                 raise ExportError(f"{config.model_type}: a fused q/k/v bias is not implemented by the decoder graph")
         else:
             qkv_w = np.concatenate([_np(attn.q_proj.weight), _np(attn.k_proj.weight), _np(attn.v_proj.weight)])
-        qkv = g.op("MatMul", [x, g.const(f"layers.{i}.attn.qkv_proj.weight_t", qkv_w.T)])
-        if getattr(attn, "q_proj", None) is not None and attn.q_proj.bias is not None:
-            bias = np.concatenate([_np(attn.q_proj.bias), _np(attn.k_proj.bias), _np(attn.v_proj.bias)])
-            qkv = g.op("Add", [qkv, g.const(f"layers.{i}.attn.qkv_proj.bias", bias)])
+            if attn.q_proj.bias is not None:  # Qwen2
+                qkv_b = np.concatenate([_np(attn.q_proj.bias), _np(attn.k_proj.bias), _np(attn.v_proj.bias)])
+        qkv = _linear(g, x, qkv_w.T, qkv_b, f"layers.{i}.attn.qkv_proj")
         out = _attention(g, qkv, i, shape, float(getattr(attn, "scaling", hd**-0.5)), (cos, sin))
-        o = g.op("MatMul", [out, g.const(f"layers.{i}.attn.o_proj.weight_t", _np(attn.o_proj.weight).T)])
-        if attn.o_proj.bias is not None:
-            o = g.op("Add", [o, g.const(f"layers.{i}.attn.o_proj.bias", _np(attn.o_proj.bias))])
-        pending = o
+        o_b = None if attn.o_proj.bias is None else _np(attn.o_proj.bias)
+        stream.pending = _linear(g, out, _np(attn.o_proj.weight).T, o_b, f"layers.{i}.attn.o_proj")
         x = norm(layer.post_attention_layernorm.weight, f"layers.{i}.post_attention_layernorm.weight")
         if hasattr(mlp, "gate_up_proj"):  # Phi-3: gate and up already one projection, gate first
             gate_up_w = _np(mlp.gate_up_proj.weight)
@@ -307,8 +305,7 @@ def _llama_body(model: Any, g: _Graph, shape: DecoderShape) -> tuple[str, Any]:
         else:  # GELU, tanh approximation: ONNX Runtime's FastGelu is that formula in one kernel
             gated = g.op("FastGelu", [gate], domain=MS_DOMAIN)
         hidden_act = g.op("Mul", [gated, up])
-        down = g.const(f"layers.{i}.mlp.down_proj.weight_t", _np(mlp.down_proj.weight).T)
-        pending = g.op("MatMul", [hidden_act, down])
+        stream.pending = _linear(g, hidden_act, _np(mlp.down_proj.weight).T, None, f"layers.{i}.mlp.down_proj")
     return norm(body.norm.weight, "norm.weight"), body.embed_tokens.weight
 
 
