@@ -240,3 +240,24 @@ def test_diff_compares_an_openvino_ir_layer_by_layer(tiny_onnx, tmp_path: Path) 
 
     reverse = diff_artifacts(fp32.path, tiny_onnx.path, samples=4)
     assert not reverse.layerwise and not reverse.tensors and "ONNX artifact first" in reverse.note
+
+    # an IR someone cut short and resealed: one line naming the IR, a non-zero exit, no report written
+    import json
+    import shutil
+
+    from click.testing import CliRunner
+
+    from edgeptm.artifacts import sha256_file
+    from edgeptm.cli import cli
+
+    cut = tmp_path / "cut"
+    shutil.copytree(fp32.path, cut)
+    xml = cut / "model.xml"
+    xml.write_bytes(xml.read_bytes()[: xml.stat().st_size // 2])
+    manifest = json.loads((cut / "manifest.json").read_text())
+    manifest["files"]["model"].update(sha256=sha256_file(xml), size=xml.stat().st_size)
+    (cut / "manifest.json").write_text(json.dumps(manifest))
+    report = tmp_path / "cut.json"
+    result = CliRunner().invoke(cli, ["diff", str(tiny_onnx.path), str(cut), "--samples", "2", "--json", str(report)])
+    assert result.exit_code != 0 and "cannot read this IR" in result.output and not report.exists()
+    assert "Traceback" not in result.output

@@ -22,3 +22,9 @@ def openvino_version() -> str:
     """``2026.4.1`` (the build suffix dropped)."""
     ov = import_openvino()
     return ov.get_version().split("-")[0]
+
+
+def error_line(exc: BaseException) -> str:
+    """OpenVINO's (generic, multi-line) error as one line for a message."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__

@@ -30,7 +30,7 @@ class OpenVinoBackend(EngineBackend):
     what = "OpenVINO IR"
 
     def __init__(self, artifact: Artifact, threads: int | None = None, core: Any = None) -> None:
-        from edgeptm.targets.openvino._runtime import import_openvino, openvino_version
+        from edgeptm.targets.openvino._runtime import error_line, import_openvino, openvino_version
 
         ov = import_openvino()
         info = artifact.manifest.get("compile") or {}
@@ -54,7 +54,7 @@ class OpenVinoBackend(EngineBackend):
             model = core.read_model(str(artifact.file("model")), str(artifact.file("weights")))
             self.compiled = core.compile_model(model, "CPU", config)
         except Exception as exc:  # OpenVINO raises its own generic RuntimeError
-            detail = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+            detail = error_line(exc)
             raise BackendError(
                 f"{artifact.path}: OpenVINO {openvino_version()} cannot load this IR (built with OpenVINO "
                 f"{info.get('openvino')}): {detail}; rebuild it here: {self.rebuild}"

@@ -32,7 +32,7 @@ from typing import Any
 
 from edgeptm.artifacts import Artifact
 from edgeptm.errors import ExportError, UsageError
-from edgeptm.targets.openvino._runtime import import_openvino, openvino_version
+from edgeptm.targets.openvino._runtime import error_line, import_openvino, openvino_version
 from edgeptm.targets.openvino import DEFAULT_CALIB_SAMPLES, PRECISIONS
 
 log = logging.getLogger(__name__)
@@ -320,7 +320,7 @@ def build(artifact: Artifact, writer: Any, options: Any) -> dict[str, Any]:
     except UsageError:
         raise
     except Exception as exc:  # OpenVINO's frontends raise their own (generic) errors
-        detail = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        detail = error_line(exc)
         raise ExportError(
             f"{artifact.path}: OpenVINO {openvino_version()} cannot convert this ONNX model: {detail}"
         ) from None

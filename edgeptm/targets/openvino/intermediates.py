@@ -15,6 +15,7 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 
 from edgeptm.artifacts import Artifact
+from edgeptm.errors import BackendError
 
 SKIPPED = frozenset({"Parameter", "Constant", "Result"})
 
@@ -23,12 +24,16 @@ def tensors(
     artifact: Artifact, names: list[str], feeds: Iterable[dict[str, np.ndarray]], threads: int | None = None
 ) -> Iterator[dict[str, np.ndarray]]:
     """Per feed, the wanted tensors this IR computes (a subset of ``names``)."""
-    from edgeptm.targets.openvino._runtime import import_openvino
+    from edgeptm.targets.openvino._runtime import error_line, import_openvino, openvino_version
 
     ov = import_openvino()
     info = artifact.manifest.get("compile") or {}
     core = ov.Core()
-    model = core.read_model(str(artifact.file("model")), str(artifact.file("weights")))
+    try:
+        model = core.read_model(str(artifact.file("model")), str(artifact.file("weights")))
+    except Exception as exc:  # OpenVINO raises its own generic RuntimeError
+        detail = error_line(exc)
+        raise BackendError(f"{artifact.path}: OpenVINO {openvino_version()} cannot read this IR: {detail}") from None
     wanted = set(names)
     ports: dict[str, Any] = {}
     for op in model.get_ops():
@@ -47,7 +52,10 @@ def tensors(
     }
     if threads:
         config["INFERENCE_NUM_THREADS"] = threads
-    compiled = core.compile_model(model, "CPU", config)
+    try:
+        compiled = core.compile_model(model, "CPU", config)
+    except Exception as exc:
+        raise BackendError(f"{artifact.path}: OpenVINO cannot compile this IR: {error_line(exc)}") from None
     found = {}
     for port in compiled.outputs:
         for name in port.get_names():
